@@ -1,0 +1,38 @@
+# mmd-audiocraft: `make demo` (the main job) and `make test`; both set up what they need.
+# STACK=pinned (default: audiocraft's own pins, torch 2.1) or STACK=latest (torch 2.11, numpy 2).
+STACK ?= pinned
+VENV := $(if $(filter pinned,$(STACK)),.venv,.venv-$(STACK))
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export PYTHONDONTWRITEBYTECODE = 1
+
+.PHONY: setup test test-fast lint demo demo-quick corpus bench clean
+
+setup:
+	bash scripts/setup_env.sh $(STACK)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) scripts/run_pytest.py
+
+test-fast: setup
+	$(PY) scripts/run_pytest.py -m "not slow"
+
+corpus: setup
+	$(PY) -m mmd_audiocraft.corpus
+
+demo: setup
+	$(PY) -m mmd_audiocraft.demo $(DEMO_ARGS)
+
+demo-quick: setup
+	$(PY) -m mmd_audiocraft.demo --quick $(DEMO_ARGS)
+
+bench: setup
+	$(PY) benchmarks/bench_mmd.py
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_solver_step.py
+
+clean:
+	rm -rf .venv .venv-* .pytest_cache .ruff_cache demo_results.json demo_results.png

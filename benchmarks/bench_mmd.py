@@ -1,0 +1,187 @@
+"""Speed and memory of the MMD^2 estimator vs a naive dense baseline and the matmul floor; prints JSON.
+
+Cases, each timed forward + backward on x, y ~ scale * N(0, 1) of shape [n, d], 6 Gaussian bandwidths:
+- ours:  mmd_audiocraft.mmd.mmd2_unbiased (automatic dense/tiled choice);
+- naive: torch.cdist per bandwidth, every kernel matrix kept for autograd (how such code is often written);
+- floor: the three n x n x d Gram matmuls alone (x@x.T, y@y.T, x@y.T), forward + backward.
+Every case runs in a fresh subprocess; peak extra memory = peak RSS minus the RSS after imports and input
+allocation (CPU; the peak is reset through /proc/self/clear_refs), or torch.cuda.max_memory_allocated minus
+the allocation after inputs (CUDA). The naive case is skipped where its memory estimate exceeds free RAM.
+
+    python benchmarks/bench_mmd.py [--sizes 1024,4096,16384] [--big] [--device cpu|cuda] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SIGMAS = (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)
+MB = 1024.0**2
+# Bytes per n^2 element the naive case keeps alive (per bandwidth and pair: the cdist output, saved for
+# backward, and the exp output; 3 pairs x 6 bandwidths x 2 fp32 matrices, plus transients).
+NAIVE_BYTES_PER_N2 = 4 * (3 * len(SIGMAS) * 2 + 4)
+BIG_N = 32768
+BIG_LIMIT_MB = 2048.0
+
+
+def _status_kb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _available_mb() -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) / 1024.0
+    return float("inf")
+
+
+def _naive(x, y):
+    import torch
+
+    def k(a, b):
+        return sum(torch.exp(-torch.cdist(a, b) ** 2 / (2 * s * s)) for s in SIGMAS)
+
+    n, m = x.shape[0], y.shape[0]
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    sxx = kxx.sum() - kxx.diagonal().sum()
+    syy = kyy.sum() - kyy.diagonal().sum()
+    return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2 * kxy.sum() / (n * m)
+
+
+def _floor(x, y):
+    return (x @ x.T).sum() + (y @ y.T).sum() + (x @ y.T).sum()
+
+
+def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: float, threads: int | None) -> dict:
+    """One case in this (fresh) process: returns seconds (best of repeats) and peak extra memory in MB."""
+    import torch
+
+    from mmd_audiocraft.mmd import mmd2_unbiased
+
+    if threads:
+        torch.set_num_threads(threads)
+    fn = {"ours": lambda a, b: mmd2_unbiased(a, b, bandwidths=SIGMAS), "naive": _naive, "floor": _floor}[case]
+    gen = torch.Generator().manual_seed(0)
+    x = (scale * torch.randn(n, dim, generator=gen)).to(device).requires_grad_(True)
+    y = (scale * torch.randn(n, dim, generator=gen)).to(device).requires_grad_(True)
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        try:  # reset the peak RSS so import-time peaks do not count
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            reset = True
+        except OSError:
+            reset = False
+        base = _status_kb("VmRSS") * 1024.0
+    times = []
+    for _ in range(repeats):
+        x.grad = y.grad = None
+        start = time.perf_counter()
+        value = fn(x, y)
+        value.backward()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() if cuda else _status_kb("VmHWM") * 1024.0
+    out = {"seconds": min(times), "peak_extra_mb": (peak - base) / MB, "value": float(value)}
+    if not cuda and not reset:
+        out["note"] = "peak RSS could not be reset: includes import-time peaks"
+    return out
+
+
+def spawn(case: str, n: int, args) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--case", case, "--n", str(n), "--dim", str(args.dim),
+           "--device", args.device, "--repeats", str(args.repeats if n <= 4096 else 1), "--scale", str(args.scale)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1024,4096,16384", help="comma-separated row counts n")
+    parser.add_argument("--big", action="store_true", help=f"also n = {BIG_N} for ours only, peak <= 2 GB")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats for n <= 4096 (best is kept)")
+    parser.add_argument("--scale", type=float, default=1.0, help="std of the random inputs")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.n, args.dim, args.device, args.repeats, args.scale, args.threads)))
+        return
+
+    report = {"device": args.device, "dim": args.dim, "sigmas": SIGMAS, "scale": args.scale,
+              "threads": args.threads, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(),
+              "results": {}}
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    for n in sizes + ([BIG_N] if args.big else []):
+        row = {}
+        row["ours"] = spawn("ours", n, args)
+        if n != BIG_N or n in sizes:
+            row["floor"] = spawn("floor", n, args)
+            estimate = NAIVE_BYTES_PER_N2 * n * n / MB
+            free = _available_mb() if args.device == "cpu" else float("inf")
+            if args.device.startswith("cuda"):
+                import torch
+
+                free = torch.cuda.mem_get_info()[0] / MB
+            if estimate > 0.8 * free:
+                row["naive"] = {"skipped": f"estimated {estimate:.0f} MB > 80% of free {free:.0f} MB",
+                                "peak_extra_mb_estimate": estimate}
+            else:
+                row["naive"] = spawn("naive", n, args)
+        ours, naive, floor = row["ours"], row.get("naive", {}), row.get("floor", {})
+        ratios = {}
+        if "seconds" in ours and "seconds" in naive:
+            ratios["speedup_vs_naive"] = naive["seconds"] / ours["seconds"]
+        if "seconds" in ours and "seconds" in floor:
+            ratios["time_vs_floor"] = ours["seconds"] / floor["seconds"]
+        if "peak_extra_mb" in ours:
+            naive_mb = naive.get("peak_extra_mb", naive.get("peak_extra_mb_estimate"))
+            if naive_mb:
+                key = "memory_vs_naive" if "peak_extra_mb" in naive else "memory_vs_naive_estimate"
+                ratios[key] = ours["peak_extra_mb"] / naive_mb
+        if n == BIG_N and "peak_extra_mb" in ours:
+            ratios["big_peak_within_2gb"] = ours["peak_extra_mb"] <= BIG_LIMIT_MB
+        row["ratios"] = ratios
+        report["results"][str(n)] = row
+        print(json.dumps({str(n): row}), file=sys.stderr, flush=True)
+    targets = {}
+    r4 = report["results"].get("4096", {}).get("ratios", {})
+    if r4:
+        targets["n4096_speedup_vs_naive>=3"] = r4.get("speedup_vs_naive", 0) >= 3
+        targets["n4096_time_vs_floor<=3"] = r4.get("time_vs_floor", float("inf")) <= 3
+    r16 = report["results"].get("16384", {}).get("ratios", {})
+    mem16 = r16.get("memory_vs_naive", r16.get("memory_vs_naive_estimate"))
+    if mem16 is not None:
+        targets["n16384_memory_vs_naive<=0.25"] = mem16 <= 0.25
+    if args.big:
+        targets["n32768_peak<=2GB"] = report["results"][str(BIG_N)]["ratios"].get("big_peak_within_2gb", False)
+    report["targets_met"] = targets
+    report["load_avg_end"] = os.getloadavg()
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

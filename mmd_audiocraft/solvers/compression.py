@@ -1,0 +1,255 @@
+"""audiocraft's CompressionSolver plus the independence loss (`losses.inde`) and independence metrics.
+
+Nothing of the stock training step is rewritten: the per-codebook vectors come from forward hooks
+(`capture.py`), and the loss's own backward runs right before the Balancer's, through a thin wrapper around
+it, so the MMD gradient (a function of the latents, not of the decoded audio) is scaled by the raw weight
+like in the paper and never rebalanced. With `losses.inde` = 0 the training step is the stock one.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import random
+
+import flashy
+import numpy as np
+import omegaconf
+import torch
+from audiocraft.solvers.compression import CompressionSolver
+from torch.utils.checkpoint import checkpoint
+
+from ..capture import CodebookCapture
+from ..health import CodebookGuard, codebook_usage
+from ..loss import independence_loss
+from .evaluation import IndependenceEvaluation
+from .inde_config import check_pattern, inde_weight, pattern_provider
+from .pretrained import convert_hf_weight_norm_keys
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _stock_losses(cfg: omegaconf.DictConfig):
+    """Hide `losses.inde` from CompressionSolver.__init__, which builds a criterion for every losses key."""
+    weight = cfg.losses.get("inde")
+    if weight is None:
+        yield
+        return
+    with omegaconf.open_dict(cfg):
+        del cfg.losses["inde"]
+    try:
+        yield
+    finally:
+        with omegaconf.open_dict(cfg):
+            cfg.losses["inde"] = weight
+
+
+class _IndependenceBeforeBalancer:
+    """Stands in for the solver's Balancer: runs the independence backward, then the Balancer's own."""
+
+    def __init__(self, balancer, independence_backward):
+        self._balancer = balancer
+        self._independence_backward = independence_backward
+
+    def backward(self, losses, input):
+        self._independence_backward()  # the encoder graph is still alive here; the Balancer frees it
+        return self._balancer.backward(losses, input)
+
+    def __getattr__(self, name):
+        return getattr(self._balancer, name)
+
+
+class IndependenceState:
+    """Everything the loss carries across steps, saved with the solver so a killed run resumes exactly."""
+
+    def __init__(self, seed: int, macro_batch: int, guard: CodebookGuard):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.stored: collections.deque = collections.deque(maxlen=macro_batch)
+        self.step = 0
+        self.ema: dict[str, float] = {}
+        self.guard = guard
+        self.weight_scale = 1.0
+
+    def state_dict(self) -> dict:
+        np_state = np.random.get_state()
+        return {
+            "generator": self.generator.get_state(), "stored": list(self.stored), "step": self.step,
+            "ema": dict(self.ema), "guard": self.guard.state_dict(), "weight_scale": self.weight_scale,
+            # global RNGs at the checkpoint (data sampling, dead-code expiry): a resumed epoch replays exactly
+            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+            "numpy_rng": (np_state[0], np_state[1].tolist(), *np_state[2:]),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.stored.clear()
+        self.stored.extend(state["stored"])
+        self.step, self.ema, self.weight_scale = state["step"], dict(state["ema"]), state["weight_scale"]
+        self.guard.load_state_dict(state["guard"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        kind, keys, *rest = state["numpy_rng"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+
+
+@contextlib.contextmanager
+def _codebooks_untouched(quantizer: torch.nn.Module):
+    """Run the quantizer in training mode (for its straight-through gradient) without it learning anything:
+    EMA updates, k-means init and dead-code expiry are undone, and the global RNG they draw from is restored."""
+    snapshot = {k: v.detach().clone() for k, v in quantizer.state_dict().items()}
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for key, value in quantizer.state_dict().items():
+                    value.copy_(snapshot[key])
+
+
+class MMDCompressionSolver(CompressionSolver):
+    """CompressionSolver whose codec is regularised by the MMD independence loss when `losses.inde` > 0."""
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        self.inde_weight = inde_weight(cfg)  # fail fast, before data and model are built
+        with _stock_losses(cfg):
+            super().__init__(cfg)
+        self.inde_cfg = self.cfg.inde
+        self.n_q = len(self.model.quantizer.vq.layers) if hasattr(self.model.quantizer, "vq") else \
+            self.model.quantizer.total_codebooks
+        self.bins = self.model.quantizer.bins
+        if self.inde_weight > 0:
+            check_pattern(self.inde_cfg.codebooks_pattern, self.n_q)
+        self.capture = CodebookCapture(self.model.quantizer, self.inde_cfg.source)
+        guard = CodebookGuard(**omegaconf.OmegaConf.to_container(self.inde_cfg.guard))
+        seed = int(cfg.seed) + 1000 * flashy.distrib.rank()
+        self.inde_state = IndependenceState(seed, int(self.inde_cfg.macro_batch), guard)
+        self.register_stateful("inde_state")
+        self._providers: dict[int, object] = {}
+        self._step_metrics: dict = {}
+        if self.inde_weight > 0:
+            self.balancer = _IndependenceBeforeBalancer(self.balancer, self._independence_backward)
+
+    # -- the loss -------------------------------------------------------------------------------------------
+    def _pattern(self, n_codebooks: int):
+        if n_codebooks not in self._providers:
+            self._providers[n_codebooks] = pattern_provider(self.inde_cfg.codebooks_pattern, n_codebooks)
+        return self._providers[n_codebooks]
+
+    def independence(self, z: torch.Tensor, pattern=None) -> torch.Tensor:
+        """The configured MMD of per-codebook vectors z [B, K, T, D] (grouped by the configured pattern)."""
+        c = self.inde_cfg
+        return independence_loss(
+            z, pattern=pattern or self._pattern(z.shape[1]), kernel=c.kernel, bandwidths=c.bandwidths,
+            bandwidth_mode=c.bandwidth_mode, median_heuristic=c.median_heuristic, estimator=c.estimator,
+            max_rows=c.max_rows, clamp=c.clamp, generator=self.inde_state.generator)
+
+    def _current_weight(self) -> float:
+        """The raw weight, or in weight-free mode the one that makes |grad_inde| = ratio * |grad_rec|."""
+        ema = self.inde_state.ema
+        weight = self.inde_weight
+        if self.inde_cfg.grad_ratio is not None and "rec" in ema and "inde_unit" in ema and ema["inde_unit"] > 0:
+            weight = float(self.inde_cfg.grad_ratio) * ema["rec"] / ema["inde_unit"]
+        return weight * self.inde_state.weight_scale
+
+    def _reencode_stored(self):
+        """Macro-batch passes: the stored audio re-encoded with checkpointing, codebooks left alone."""
+        model = self.model
+
+        def encode(x):
+            return model.encoder(model.preprocess(x)[0])
+
+        with _codebooks_untouched(model.quantizer), self.capture.recording() as passes:
+            for audio in self.inde_state.stored:
+                emb = checkpoint(encode, audio.to(self.device), use_reentrant=False)
+                model.quantizer(emb, model.frame_rate)
+        return passes
+
+    def _independence_backward(self):
+        state, c = self.inde_state, self.inde_cfg
+        state.step += 1
+        if (state.step - 1) % int(c.every) != 0:
+            return
+        passes = self._reencode_stored() if int(c.macro_batch) > 1 else self._live_passes[:1]
+        passes = [p for p in passes if len(p.vectors) >= 2]
+        if not passes:
+            return  # quantizer dropout kept a single codebook
+        k = min(len(p.vectors) for p in passes)
+        mmd = self.independence(torch.cat([p.stacked()[:, :k] for p in passes]))
+        if not torch.isfinite(mmd):
+            raise FloatingPointError(f"the independence loss is {mmd.item()} at step {state.step}: stopping "
+                                     "before this epoch's checkpoint is written (the last good one is kept)")
+        weight = self._current_weight()
+        with self.capture.tagging("inde"):
+            (weight * mmd).backward(retain_graph=int(c.macro_batch) == 1)
+        inde_norm = math.sqrt(sum(p.grad_norm_sq("inde") for p in passes))
+        self._step_metrics.update(inde=mmd.detach(), inde_weight=weight, inde_grad_norm=inde_norm)
+        if weight > 0:
+            self._update_ema("inde_unit", inde_norm / weight)
+
+    def _update_ema(self, key: str, value: float) -> None:
+        decay = float(self.inde_cfg.grad_ratio_ema)
+        ema = self.inde_state.ema
+        ema[key] = value if key not in ema else decay * ema[key] + (1 - decay) * value
+
+    # -- the training / valid step --------------------------------------------------------------------------
+    def run_step(self, idx: int, batch: torch.Tensor, metrics: dict):
+        training_with_loss = self.is_training and self.inde_weight > 0
+        if training_with_loss and int(self.inde_cfg.macro_batch) > 1:
+            self.inde_state.stored.append(batch.detach().cpu())
+        self._step_metrics = {}
+        self.capture.track_grads = training_with_loss
+        with self.capture.recording() as passes:
+            self._live_passes = passes
+            metrics = super().run_step(idx, batch, metrics)
+        self._live_passes = []
+        live = passes[0]
+        metrics.update(self._step_metrics)
+        if training_with_loss:
+            rec_norm = math.sqrt(live.grad_norm_sq("rec"))
+            metrics["rec_grad_norm"] = rec_norm
+            self._update_ema("rec", rec_norm)
+            if "inde_grad_norm" in self._step_metrics and rec_norm > 0:
+                metrics["inde_grad_ratio"] = self._step_metrics["inde_grad_norm"] / rec_norm
+        elif len(live.vectors) >= 2:
+            with torch.no_grad():
+                metrics["inde"] = self.independence(live.stacked())
+        entropy, used = codebook_usage(live.stacked_codes(), self.bins)
+        for k in range(len(entropy)):
+            metrics[f"usage_entropy_q{k}"] = float(entropy[k])
+            metrics[f"usage_used_q{k}"] = float(used[k])
+        if training_with_loss and len(entropy) == self.n_q:
+            guard = self.inde_state.guard
+            if guard.update(entropy.tolist()) and guard.action == "reduce":
+                self.inde_state.weight_scale *= 0.5
+                self.logger.warning("inde.guard: halving the independence weight (scale now %.3g)",
+                                    self.inde_state.weight_scale)
+        self._check_finite(metrics)
+        return metrics
+
+    def _check_finite(self, metrics: dict) -> None:
+        for name, value in metrics.items():
+            value = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            if not bool(torch.isfinite(value).all()):
+                raise FloatingPointError(
+                    f"{self.current_stage} metric {name!r} is not finite at epoch {self.epoch}: the run diverged "
+                    "(e.g. too large losses.inde); stopping before this epoch's checkpoint is written, so the "
+                    "last good checkpoint is kept")
+
+    # -- evaluate / fine-tuning -----------------------------------------------------------------------------
+    def evaluate(self):
+        """The stock reconstruction metrics, plus the independence of the held-out codes (same forward)."""
+        if not self.inde_cfg.evaluate.metrics:
+            return super().evaluate()
+        ev = self.inde_cfg.evaluate
+        evaluation = IndependenceEvaluation(self.bins, self._pattern, self.independence, int(ev.max_rows),
+                                            int(ev.null_shuffles), int(ev.seed))
+        self.capture.track_grads = False
+        with self.capture.recording(sink=evaluation.add):
+            metrics = super().evaluate()
+        metrics.update(evaluation.metrics())
+        return metrics
+
+    def load_from_pretrained(self, name: str) -> dict:
+        return convert_hf_weight_norm_keys(super().load_from_pretrained(name))

@@ -1,0 +1,66 @@
+"""The `inde` config node: validation that fails at solver construction, naming the key, and the pattern.
+
+A typo in a sweep should cost seconds, not a queued 8-GPU job that dies at its first MMD step.
+"""
+from __future__ import annotations
+
+import omegaconf
+import torch
+
+from ..capture import SOURCES
+from ..kernels import make_kernel
+from ..patterns import group_rows
+from ..shuffle import ESTIMATORS
+
+
+def inde_weight(cfg: omegaconf.DictConfig) -> float:
+    """`losses.inde`, 0 when absent; the checks that need no model."""
+    weight = float(cfg.get("losses", {}).get("inde", 0.0) or 0.0)
+    if weight < 0:
+        raise ValueError(f"losses.inde={weight}: the independence loss weight must be >= 0")
+    inde = cfg.get("inde")
+    if inde is None:
+        if weight > 0:
+            raise ValueError("losses.inde > 0 but the config has no `inde` node: run through "
+                             "`dora -P mmd_audiocraft`, whose config provides its defaults")
+        return weight
+    try:
+        make_kernel(inde.kernel, inde.bandwidths, inde.bandwidth_mode, warn=weight > 0)
+    except ValueError as exc:
+        raise ValueError(f"inde.kernel / inde.bandwidths / inde.bandwidth_mode: {exc}") from None
+    checks = [
+        ("inde.source", inde.source in SOURCES, f"one of {SOURCES}"),
+        ("inde.estimator", inde.estimator in ESTIMATORS, f"one of {ESTIMATORS}"),
+        ("inde.macro_batch", int(inde.macro_batch) >= 1, "an int >= 1"),
+        ("inde.every", int(inde.every) >= 1, "an int >= 1"),
+        ("inde.max_rows", inde.max_rows is None or int(inde.max_rows) >= 2, "null or an int >= 2"),
+        ("inde.grad_ratio", inde.grad_ratio is None or float(inde.grad_ratio) > 0, "null or > 0"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"{key}={omegaconf.OmegaConf.select(cfg, key)!r}: expected {expected}")
+    return weight
+
+
+def pattern_provider(pattern_cfg: omegaconf.DictConfig, n_q: int):
+    """audiocraft's own provider for `n_q` codebooks (delays truncated when quantizer dropout ran fewer)."""
+    from audiocraft.models.builders import get_codebooks_pattern_provider
+
+    cfg = omegaconf.OmegaConf.to_container(pattern_cfg, resolve=True)
+    delays = (cfg.get("delay") or {}).get("delays")
+    if cfg.get("modeling") == "delay" and delays is not None:
+        cfg["delay"]["delays"] = list(delays)[:n_q]
+    return get_codebooks_pattern_provider(n_q, omegaconf.OmegaConf.create(cfg))
+
+
+def check_pattern(pattern_cfg: omegaconf.DictConfig, n_q: int) -> None:
+    """Fail now if the pattern does not fit the codec or predicts one codebook per step."""
+    delays = (pattern_cfg.get("delay") or {}).get("delays")
+    if pattern_cfg.get("modeling") == "delay" and delays is not None and len(delays) != n_q:
+        raise ValueError(f"inde.codebooks_pattern.delay.delays={list(delays)} has {len(delays)} entries but the "
+                         f"codec has n_q={n_q} codebooks")
+    try:
+        provider = pattern_provider(pattern_cfg, n_q)
+        group_rows(torch.zeros(1, n_q, 4 * n_q + 8, 1), provider)
+    except (ValueError, KeyError, AssertionError) as exc:
+        raise ValueError(f"inde.codebooks_pattern (modeling={pattern_cfg.get('modeling')!r}): {exc}") from None

@@ -1,0 +1,32 @@
+"""The plugin's Dora main: `dora -P mmd_audiocraft run|grid|info ...`.
+
+audiocraft's config tree (plus ours, appended to its search path), audiocraft's own `main` body and Dora folder,
+so `//sig/SIG` resolves from either side; only the solver selection is extended, from outside.
+"""
+from .environment import audiocraft_config_dir, prepare_environment
+
+prepare_environment()
+
+from audiocraft import train as audiocraft_train  # noqa: E402
+from audiocraft.utils.cluster import get_slurm_parameters  # noqa: E402
+from dora import hydra_main  # noqa: E402
+
+from .config_search_path import register_config_search_path  # noqa: E402
+from .solvers import install_solver_selection  # noqa: E402
+
+register_config_search_path()
+
+
+@hydra_main(config_path=str(audiocraft_config_dir()), config_name="mmd_config", version_base="1.1")
+def main(cfg):
+    install_solver_selection()
+    return audiocraft_train.main.main(cfg)
+
+
+main.dora.dir = audiocraft_train.main.dora.dir
+main.dora.shared = audiocraft_train.main.dora.shared
+main.dora.grid_package = "mmd_audiocraft.grids"
+main._base_cfg.slurm = get_slurm_parameters(main._base_cfg.slurm)
+
+if __name__ == "__main__":
+    main()
