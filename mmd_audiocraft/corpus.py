@@ -735,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = build(args.out, args.sample_rates, quick=args.quick,
                      allow_changed_sources=args.allow_changed_sources, keep_debs=args.keep_debs,
                      force=args.force)
-    except CorpusError as err:
+    except (CorpusError, ValueError) as err:
         print(f"[corpus] error: {err}", file=sys.stderr)
         return 1
     if args.quick:

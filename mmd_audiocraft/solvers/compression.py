@@ -212,7 +212,7 @@ class MMDCompressionSolver(CompressionSolver):
             self._update_ema("rec", rec_norm)
             if "inde_grad_norm" in self._step_metrics and rec_norm > 0:
                 metrics["inde_grad_ratio"] = self._step_metrics["inde_grad_norm"] / rec_norm
-        elif len(live.vectors) >= 2:
+        elif not self.is_training and len(live.vectors) >= 2:
             with torch.no_grad():
                 metrics["inde"] = self.independence(live.stacked())
         entropy, used = codebook_usage(live.stacked_codes(), self.bins)
