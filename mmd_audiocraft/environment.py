@@ -49,7 +49,7 @@ def plugin_config_dir() -> Path:
     return Path(os.environ.get("MMD_AUDIOCRAFT_CONFIG_DIR", PLUGIN_ROOT / "config")).resolve()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hub_reachable(host: str = "huggingface.co", timeout: float = 1.5) -> bool:
     """One short TCP probe, so offline machines fail fast instead of hanging on hub lookups."""
     try:

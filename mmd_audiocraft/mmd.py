@@ -26,10 +26,13 @@ import torch
 from .kernels import Kernel, make_kernel, median_pairwise_distance
 
 # Auto path selection: dense (plain autograd) when n*m is at most this, tiled otherwise. Measured on CPU
-# (benchmarks/bench_mmd.py): the tiled path is at least as fast from a few hundred rows on, and its memory
-# stays flat, so dense is kept for small problems where its lower per-call overhead wins.
-DENSE_MAX_ELEMENTS = 512 * 512
-DEFAULT_TILE = 2048
+# (2 cores, d = 24 and 512): the tiled path, which forms its gradient in the same pass, is as fast as dense
+# from 32 rows on and 2-10x faster beyond 256 rows, so dense only serves tiny problems.
+DENSE_MAX_ELEMENTS = 64 * 64
+# Block size of the tiled path: on CPU 1024-4096 run within noise of each other (1 thread, n = 8192) and
+# larger blocks mean fewer ops, which matters on a busy machine. The CUDA value is not measured here (fewer,
+# larger kernels amortise launch costs); benchmarks/bench_mmd.py --device cuda --tile T measures it.
+DEFAULT_TILE = {"cpu": 2048, "cuda": 8192}
 
 
 @contextlib.contextmanager
@@ -226,7 +229,7 @@ def mmd2_unbiased(
         median_heuristic: multiply every sigma by the median pairwise distance between rows of ``x`` (computed
             without gradient on at most 1024 evenly spaced rows), making the bandwidths scale-free.
         tile: force the row-tiled path with this block size; by default the dense path is used when
-            n * m <= DENSE_MAX_ELEMENTS and the tiled path (tile DEFAULT_TILE) otherwise.
+            n * m <= DENSE_MAX_ELEMENTS and the tiled path (block size DEFAULT_TILE) otherwise.
 
     Returns a 0-dim fp32 tensor (float64 for float64 inputs). It can be negative: the estimator is unbiased.
     """
@@ -241,4 +244,4 @@ def mmd2_unbiased(
         n, m = x.shape[0], y.shape[0]
         if tile is None and n * m <= DENSE_MAX_ELEMENTS:
             return _mmd2_dense(x, y, spec)
-        return _TiledMMD2.apply(x, y, spec, tile or DEFAULT_TILE)
+        return _TiledMMD2.apply(x, y, spec, tile or DEFAULT_TILE.get(x.device.type, DEFAULT_TILE["cuda"]))

@@ -2,14 +2,25 @@
 from __future__ import annotations
 
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
+import mmd_audiocraft.mmd as mmd_module
 from mmd_audiocraft.kernels import DEFAULT_BANDWIDTHS
 from mmd_audiocraft.mmd import mmd2_unbiased
 from mmd_audiocraft.shuffle import shuffle_codebooks
+
+
+
+def mmd(x, y, path, **kwargs):
+    """mmd2_unbiased on a chosen path: "dense" (raising the auto threshold), "auto", or an int tile."""
+    if path == "dense":
+        with mock.patch.object(mmd_module, "DENSE_MAX_ELEMENTS", 10**9):
+            return mmd2_unbiased(x, y, **kwargs)
+    return mmd2_unbiased(x, y, tile=None if path == "auto" else path, **kwargs)
 
 
 # ---------------------------------------------------------------- independent references (numpy, float64)
@@ -58,15 +69,14 @@ KERNEL_CASES = [
 
 
 @pytest.mark.parametrize("kernel,bandwidths,mode", KERNEL_CASES)
-@pytest.mark.parametrize("tile", [None, 7])
-def test_matches_numpy_reference(kernel, bandwidths, mode, tile):
+@pytest.mark.parametrize("path", ["dense", "auto", 7])
+def test_matches_numpy_reference(kernel, bandwidths, mode, path):
     x, y = samples()
     ref = np_mmd2(x.numpy(), y.numpy(), kernel=kernel, bandwidths=bandwidths, mode=mode)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        got = mmd2_unbiased(x, y, kernel=kernel, bandwidths=bandwidths, bandwidth_mode=mode, tile=tile)
-        got32 = mmd2_unbiased(x.float(), y.float(), kernel=kernel, bandwidths=bandwidths, bandwidth_mode=mode,
-                              tile=tile)
+        got = mmd(x, y, path, kernel=kernel, bandwidths=bandwidths, bandwidth_mode=mode)
+        got32 = mmd(x.float(), y.float(), path, kernel=kernel, bandwidths=bandwidths, bandwidth_mode=mode)
     assert got.dtype == torch.float64 and got32.dtype == torch.float32
     assert abs(got.item() - ref) <= 1e-6 * abs(ref)
     assert abs(got32.item() - ref) <= 1e-4 * abs(ref)
@@ -78,8 +88,8 @@ def test_median_heuristic_scales_sigmas():
     dist = np.sqrt((diff**2).sum(-1))[np.triu_indices(30, k=1)]
     med = float(np.median(dist))
     ref = np_mmd2(x.numpy(), y.numpy(), kernel="gaussian", bandwidths=(0.5, 1.0), median=med)
-    for tile in (None, 8):
-        got = mmd2_unbiased(x, y, bandwidths=(0.5, 1.0), median_heuristic=True, tile=tile).item()
+    for path in ("dense", 8):
+        got = mmd(x, y, path, bandwidths=(0.5, 1.0), median_heuristic=True).item()
         assert abs(got - ref) <= 1e-9 * abs(ref)
     # Scale-free: scaling the data leaves the statistic unchanged.
     scaled = mmd2_unbiased(7.0 * x, 7.0 * y, bandwidths=(0.5, 1.0), median_heuristic=True).item()
@@ -151,9 +161,9 @@ def test_gradcheck_dense_and_tiled(kernel):
     bw = (0.7, 2.0) if kernel in ("gaussian", "inverse") else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        for tile in (None, 5):
+        for path in ("dense", 5):
             assert torch.autograd.gradcheck(
-                lambda a, b, t=tile: mmd2_unbiased(a, b, kernel=kernel, bandwidths=bw, tile=t), (x, y)
+                lambda a, b, p=path: mmd(a, b, p, kernel=kernel, bandwidths=bw), (x, y)
             )
 
 
@@ -164,9 +174,9 @@ def test_tiled_equals_dense_fp32(kernel):
     if kernel == "quadratic":
         x, y = x / 4, y / 4
     values, grads = [], []
-    for tile in (None, 16, 1000):
+    for path in ("dense", 16, "auto"):
         xx, yy = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
-        v = mmd2_unbiased(xx, yy, kernel=kernel, bandwidths=bw, tile=tile)
+        v = mmd(xx, yy, path, kernel=kernel, bandwidths=bw)
         v.backward()
         values.append(v.item())
         grads.append((xx.grad, yy.grad))
@@ -180,11 +190,19 @@ def test_duplicate_rows_give_finite_gradients():
     x = torch.zeros(40, 8)
     x[20:] = 1.0  # silence: many identical rows
     y = x.flip(0).clone()
-    for tile in (None, 16):
+    for path in ("dense", 16):
         xx, yy = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
-        v = mmd2_unbiased(xx, yy, tile=tile)
+        v = mmd(xx, yy, path)
         v.backward()
         assert torch.isfinite(v) and torch.isfinite(xx.grad).all() and torch.isfinite(yy.grad).all()
+
+
+def test_auto_path_choice():
+    small, large = samples(n=8, m=8, d=3), samples(n=100, m=90, d=3)
+    x, y = (t.clone().requires_grad_(True) for t in small)
+    assert "Tiled" not in type(mmd2_unbiased(x, y).grad_fn).__name__
+    x, y = (t.clone().requires_grad_(True) for t in large)
+    assert "Tiled" in type(mmd2_unbiased(x, y).grad_fn).__name__
 
 
 def test_no_grad_and_single_input_grad():
@@ -195,7 +213,7 @@ def test_no_grad_and_single_input_grad():
     xx = x.clone().requires_grad_(True)
     mmd2_unbiased(xx, y, tile=8).backward()
     xd = x.clone().requires_grad_(True)
-    mmd2_unbiased(xd, y).backward()
+    mmd(xd, y, "dense").backward()
     torch.testing.assert_close(xx.grad, xd.grad, rtol=1e-4, atol=1e-7)
 
 
@@ -218,15 +236,16 @@ def test_low_precision_inputs_and_autocast_compute_in_fp32():
     for dtype in (torch.float16, torch.bfloat16):
         xl, yl = x.to(dtype), y.to(dtype)
         ref = mmd2_unbiased(xl.float(), yl.float(), bandwidths=(2.0, 8.0))
-        for tile in (None, 16):
-            got = mmd2_unbiased(xl, yl, bandwidths=(2.0, 8.0), tile=tile)
+        for path in ("dense", "auto"):
+            got = mmd(xl, yl, path, bandwidths=(2.0, 8.0))
             assert got.dtype == torch.float32
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-7)
-    ref = mmd2_unbiased(x, y, bandwidths=(2.0, 8.0))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = mmd2_unbiased(x, y, bandwidths=(2.0, 8.0))
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-8)
+    for path in ("dense", "auto"):
+        ref = mmd(x, y, path, bandwidths=(2.0, 8.0))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = mmd(x, y, path, bandwidths=(2.0, 8.0))
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-8)
 
 
 def test_tf32_settings_restored():

@@ -21,6 +21,7 @@ from audiocraft.solvers.compression import CompressionSolver
 from torch.utils.checkpoint import checkpoint
 
 from ..capture import CodebookCapture
+from ..distributed import PerRankState, gather_row_sample, global_independence_loss, merge_counts_across_ranks
 from ..health import CodebookGuard, codebook_usage
 from ..loss import independence_loss
 from .evaluation import IndependenceEvaluation
@@ -64,8 +65,9 @@ class _IndependenceBeforeBalancer:
 class IndependenceState:
     """Everything the loss carries across steps, saved with the solver so a killed run resumes exactly."""
 
-    def __init__(self, seed: int, macro_batch: int, guard: CodebookGuard):
-        self.generator = torch.Generator().manual_seed(seed)
+    def __init__(self, seed: int, macro_batch: int, guard: CodebookGuard, shared_seed: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)  # per process
+        self.shared_generator = torch.Generator().manual_seed(shared_seed)  # same on all (inde.global)
         self.stored: collections.deque = collections.deque(maxlen=macro_batch)
         self.step = 0
         self.ema: dict[str, float] = {}
@@ -75,7 +77,8 @@ class IndependenceState:
     def state_dict(self) -> dict:
         np_state = np.random.get_state()
         return {
-            "generator": self.generator.get_state(), "stored": list(self.stored), "step": self.step,
+            "generator": self.generator.get_state(), "shared_generator": self.shared_generator.get_state(),
+            "stored": list(self.stored), "step": self.step,
             "ema": dict(self.ema), "guard": self.guard.state_dict(), "weight_scale": self.weight_scale,
             # global RNGs at the checkpoint (data sampling, dead-code expiry): a resumed epoch replays exactly
             "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
@@ -84,6 +87,8 @@ class IndependenceState:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+        if "shared_generator" in state:
+            self.shared_generator.set_state(state["shared_generator"])
         self.stored.clear()
         self.stored.extend(state["stored"])
         self.step, self.ema, self.weight_scale = state["step"], dict(state["ema"]), state["weight_scale"]
@@ -124,8 +129,10 @@ class MMDCompressionSolver(CompressionSolver):
         self.capture = CodebookCapture(self.model.quantizer, self.inde_cfg.source)
         guard = CodebookGuard(**omegaconf.OmegaConf.to_container(self.inde_cfg.guard))
         seed = int(cfg.seed) + 1000 * flashy.distrib.rank()
-        self.inde_state = IndependenceState(seed, int(self.inde_cfg.macro_batch), guard)
-        self.register_stateful("inde_state")
+        self.inde_state = IndependenceState(seed, int(self.inde_cfg.macro_batch), guard,
+                                            shared_seed=int(cfg.seed))
+        self._inde_per_rank = PerRankState(self.inde_state)  # audiocraft writes rank 0's checkpoint only
+        self.stateful.register("inde_state", self._inde_per_rank)
         self._providers: dict[int, object] = {}
         self._step_metrics: dict = {}
         if self.inde_weight > 0:
@@ -140,10 +147,14 @@ class MMDCompressionSolver(CompressionSolver):
     def independence(self, z: torch.Tensor, pattern=None) -> torch.Tensor:
         """The configured MMD of per-codebook vectors z [B, K, T, D] (grouped by the configured pattern)."""
         c = self.inde_cfg
-        return independence_loss(
-            z, pattern=pattern or self._pattern(z.shape[1]), kernel=c.kernel, bandwidths=c.bandwidths,
-            bandwidth_mode=c.bandwidth_mode, median_heuristic=c.median_heuristic, estimator=c.estimator,
-            max_rows=c.max_rows, clamp=c.clamp, generator=self.inde_state.generator)
+        options = dict(kernel=c.kernel, bandwidths=c.bandwidths, bandwidth_mode=c.bandwidth_mode,
+                       median_heuristic=c.median_heuristic, estimator=c.estimator, max_rows=c.max_rows,
+                       clamp=c.clamp)
+        pattern = pattern or self._pattern(z.shape[1])
+        if c.get("global", False) and self.is_training:  # all processes' rows, shared shuffles (a collective)
+            return global_independence_loss(z, pattern=pattern, generator=self.inde_state.shared_generator,
+                                            **options)
+        return independence_loss(z, pattern=pattern, generator=self.inde_state.generator, **options)
 
     def _current_weight(self) -> float:
         """The raw weight, or in weight-free mode the one that makes |grad_inde| = ratio * |grad_rec|."""
@@ -248,8 +259,14 @@ class MMDCompressionSolver(CompressionSolver):
         self.capture.track_grads = False
         with self.capture.recording(sink=evaluation.add):
             metrics = super().evaluate()
+        evaluation.counts = merge_counts_across_ranks(evaluation.counts)  # the union of all processes' shards
+        evaluation.rows = gather_row_sample(evaluation.rows, int(ev.max_rows), int(ev.seed))
         metrics.update(evaluation.metrics())
         return metrics
+
+    def save_checkpoints(self):
+        self._inde_per_rank.gather()  # every process's loss state into rank 0's checkpoint (a collective)
+        super().save_checkpoints()
 
     def load_from_pretrained(self, name: str) -> dict:
         return convert_hf_weight_norm_keys(super().load_from_pretrained(name))

@@ -1,0 +1,141 @@
+"""The `mmd-audiocraft` command: argument parsing and error reporting only; the work is in `measure`.
+
+Expected mistakes (a wrong MODEL or data, bad options, unwritable outputs) end with one line on stderr and
+exit code 2; anything else is a bug and keeps its traceback. Library log messages and warnings are hidden
+unless --verbose.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmd-audiocraft",
+        description="Tools of the independence-promoting MMD loss plugin for audiocraft.")
+    parser.add_argument("--version", action="version", version=f"mmd-audiocraft {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    m = sub.add_parser(
+        "measure", help="measure how dependent a codec's codebooks are on a dataset",
+        description="Encode every file of an audiocraft manifest in fixed segments and report codebook usage, "
+                    "pairwise and each-vs-rest mutual information, total correlation (raw, shuffle-null, "
+                    "corrected), the paper's protocol number and an MMD^2 estimate.")
+    m.add_argument("--model", required=True,
+                   help="checkpoint file or XP folder, //sig/SIG (Dora dir; AUDIOCRAFT_DORA_DIR honoured), or "
+                        "//pretrained/NAME_OR_PATH (an exported model, or a hub name when the hub is reachable)")
+    m.add_argument("--data", required=True, help="audiocraft manifest folder (data.jsonl[.gz]) or manifest file")
+    m.add_argument("--max-frames", type=_positive_int, default=None,
+                   help="stop after this many code tuples (default: all data)")
+    m.add_argument("--pattern", choices=("delay", "parallel"), default="delay",
+                   help="which codes form a tuple: the LM's delay pattern (default) or frame-aligned codes")
+    m.add_argument("--json", metavar="OUT.json", default=None, help="write the full report as JSON")
+    m.add_argument("--plot", metavar="OUT.png", default=None, help="bar chart of I(z_k; other codebooks)")
+    m.add_argument("--batch-size", type=_positive_int, default=8, help="segments encoded together (default 8)")
+    m.add_argument("--segment", type=_positive_float, default=10.0, metavar="SECONDS",
+                   help="segment length in seconds (default 10); tuples never span two segments")
+    m.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    m.add_argument("--mmd-rows", type=int, default=4096,
+                   help="tuples of codebook vectors sampled for the MMD estimate (default 4096; 0 skips it)")
+    m.add_argument("--null-shuffles", type=int, default=3,
+                   help="per-codebook shuffles averaged for the null baseline (default 3)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the shuffles, pairs and samples (default 0)")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    m.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
+    m.set_defaults(handler=_run_measure)
+    return parser
+
+
+def _run_measure(args: argparse.Namespace) -> int:
+    from .measure import format_table, measure, write_json
+
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise UserError("--plot needs matplotlib (pip install 'mmd-audiocraft[plot]')")
+    result = measure(args.model, args.data, pattern=args.pattern, max_frames=args.max_frames,
+                     batch_size=args.batch_size, segment_seconds=args.segment, device=args.device,
+                     mmd_rows=args.mmd_rows, null_shuffles=args.null_shuffles, seed=args.seed,
+                     progress=False if args.no_progress else None)
+    print(format_table(result), flush=True)
+    if args.json:
+        print(f"wrote {write_json(result, args.json)}", file=sys.stderr)
+    if args.plot:
+        from .metrics import plot_each_vs_rest
+
+        path = plot_each_vs_rest(result, args.plot, labels=[args.model],
+                                 title=f"I(z_k; other codebooks), {args.pattern} pattern, "
+                                       f"{result['n_frames']} tuples")
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+class UserError(Exception):
+    """A mistake in the command line that argparse cannot see."""
+
+
+@contextlib.contextmanager
+def _library_output(verbose: bool):
+    """Route warnings to logging and show library logs only with --verbose; restore everything after."""
+    root = logging.getLogger()
+    level = root.level
+    handler = None
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.setLevel(level)
+        if handler is not None:
+            root.removeHandler(handler)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from .measure import MeasureInputError
+    from .models import ModelLoadError
+
+    return (UserError, MeasureInputError, ModelLoadError, OSError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with _library_output(getattr(args, "verbose", False)):
+        try:
+            return args.handler(args)
+        except _expected_errors() as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"mmd-audiocraft {args.command}: error: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print(f"mmd-audiocraft {args.command}: interrupted", file=sys.stderr)
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""`mmd-audiocraft measure`: how dependent are a trained codec's codebooks on a dataset?
+
+Every file of an audiocraft manifest is read in order, in fixed segments (no random sampling), converted to
+the codec's sample rate and channels, and encoded. Codes are grouped into the tuples an LM predicts together
+(delay or parallel pattern, within each segment) and counted with `CodeCounts` (memory bounded by distinct
+tuples), which gives `independence_report`. Each codebook's quantized vectors (decoded per codebook) are kept
+as a uniform random sample of rows for an MMD^2 estimate of the same dependence in vector space.
+
+The result is a JSON-ready dict: `independence_report`'s keys (its `schema_version` included) plus
+
+    schema            MEASURE_SCHEMA, the version of the keys below
+    model, model_source, model_kind, model_info   MODEL as given, resolved file or name, how it was loaded,
+                      {class, sample_rate, channels, frame_rate, num_codebooks, bins, quantizer?}
+    data, n_files, segment_seconds, n_segments, skipped_segments, audio_seconds, n_codec_frames
+                      manifest read; segments encoded (shorter than K frames: skipped); codec frames seen
+    pattern, delays   grouping of codes into tuples (delays: null for parallel)
+    max_frames        the --max-frames cap (null: none); n_frames <= max_frames
+    mmd               {rows, kernel, bandwidths, bandwidth_mode, seed, disjoint, paper, note}: MMD^2 of a
+                      uniform sample of `rows` vector tuples; null values when unavailable (reason in note)
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .kernels import DEFAULT_BANDWIDTHS
+from .metrics import CodeCounts, codes_to_rows, independence_report
+from .models import LoadedModel, ModelLoadError, load_compression_model
+
+__all__ = ["MEASURE_SCHEMA", "PATTERNS", "MeasureInputError", "AudioFile", "Segment", "read_manifest",
+           "plan_segments", "VectorSample", "measure_model", "measure", "format_table", "write_json",
+           "ModelLoadError"]
+
+MEASURE_SCHEMA = "mmd-audiocraft/measure/1"
+PATTERNS = ("delay", "parallel")
+MANIFEST_NAMES = ("data.jsonl", "data.jsonl.gz")
+MMD_KERNEL = "gaussian"  # fixed, so that numbers of different codecs compare
+
+
+class MeasureInputError(ValueError):
+    """Bad data or options for a measurement (a user error, reported in one line)."""
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class AudioFile:
+    path: Path
+    duration: float  # seconds, from the manifest
+    sample_rate: int  # of the file, from the manifest
+
+
+@dataclass(frozen=True)
+class Segment:
+    file: AudioFile
+    start: int  # first sample, at the file's rate
+    length: int  # samples at the file's rate
+
+
+def find_manifest(data: str | Path) -> Path:
+    """`data.jsonl(.gz)` inside a manifest folder, or the given manifest file itself."""
+    path = Path(data).expanduser()
+    if path.is_dir():
+        for name in MANIFEST_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise MeasureInputError(f"--data {data}: folder has no {' or '.join(MANIFEST_NAMES)} (expected an "
+                                "audiocraft manifest folder, see python -m audiocraft.data.audio_dataset)")
+    if not path.is_file():
+        raise MeasureInputError(f"--data {data}: no such manifest folder or file")
+    return path
+
+
+def read_manifest(data: str | Path) -> tuple[Path, list[AudioFile]]:
+    """(manifest file, its audio files in order). Relative audio paths are tried as given, then beside it.
+
+    Parsed here rather than with audiocraft's load_audio_meta so bad data fails before the (slow) audiocraft
+    import; the format is the same (one JSON object per line with path, duration, sample_rate).
+    """
+    manifest = find_manifest(data)
+    opener = gzip.open if manifest.name.endswith(".gz") else open
+    try:
+        with opener(manifest, "rt", encoding="utf-8") as f:
+            lines = [(i + 1, line) for i, line in enumerate(f) if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MeasureInputError(f"--data {data}: cannot read {manifest} ({exc})") from exc
+    if not lines:
+        raise MeasureInputError(f"--data {data}: manifest {manifest} lists no audio files")
+    files = []
+    for lineno, line in lines:
+        try:
+            entry = json.loads(line)
+            raw_path = entry["path"]
+            duration = float(entry["duration"])
+            sample_rate = int(entry["sample_rate"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise MeasureInputError(f"--data {data}: {manifest} line {lineno} is not an audiocraft manifest "
+                                    f"entry with path, duration and sample_rate ({exc})") from exc
+        path = Path(raw_path)
+        if not path.is_absolute() and not path.exists() and (manifest.parent / path).exists():
+            path = manifest.parent / path
+        if not path.is_file():
+            raise MeasureInputError(f"--data {data}: {manifest} line {lineno}: audio file {raw_path} not found")
+        if sample_rate <= 0 or not duration >= 0:
+            raise MeasureInputError(f"--data {data}: {manifest} line {lineno}: bad duration {duration} or "
+                                    f"sample_rate {sample_rate}")
+        files.append(AudioFile(path, duration, sample_rate))
+    return manifest, files
+
+
+def plan_segments(files: Sequence[AudioFile], segment_seconds: float) -> list[Segment]:
+    """Consecutive segments of `segment_seconds` covering each file (the last one may be shorter)."""
+    out = []
+    for f in files:
+        total = int(round(f.duration * f.sample_rate))
+        step = max(1, int(round(segment_seconds * f.sample_rate)))
+        out.extend(Segment(f, start, min(step, total - start)) for start in range(0, total, step))
+    return out
+
+
+def read_segment(seg: Segment, sample_rate: int, channels: int) -> torch.Tensor:
+    """[channels, samples] at `sample_rate`, via audiocraft's audio_read and convert_audio."""
+    from audiocraft.data.audio import audio_read
+    from audiocraft.data.audio_utils import convert_audio
+
+    sr = seg.file.sample_rate
+    # audio_read takes seconds and floors seconds * rate: half-sample offsets give exact sample indices
+    try:
+        wav, read_sr = audio_read(seg.file.path, seek_time=(seg.start + 0.5) / sr,
+                                  duration=(seg.length + 0.5) / sr)
+    except AssertionError:  # audiocraft's av reader when seeking past the end (manifest duration too long)
+        return torch.zeros(channels, 0)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise MeasureInputError(f"cannot read audio {seg.file.path} at {seg.start / sr:.2f} s ({exc})") from exc
+    if wav.shape[-1] == 0:
+        return torch.zeros(channels, 0)
+    return convert_audio(wav.float(), read_sr, sample_rate, channels)
+
+
+# ---------------------------------------------------------------------------------------------- codes
+def check_codes(codes, batch: int, num_codebooks: int, bins: int) -> torch.Tensor:
+    """Codes from model.encode must be integers [batch, K, T] in [0, bins)."""
+    if isinstance(codes, (tuple, list)):
+        codes = codes[0]
+    if not isinstance(codes, torch.Tensor):
+        raise MeasureInputError(f"model.encode returned a {type(codes).__name__}, expected codes [B, K, T]")
+    if codes.dim() != 3 or codes.shape[0] != batch or codes.shape[1] != num_codebooks:
+        raise MeasureInputError(f"model.encode returned codes of shape {tuple(codes.shape)}, expected "
+                                f"[{batch}, {num_codebooks}, T]")
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise MeasureInputError(f"model.encode returned codes of dtype {codes.dtype}, expected integers")
+    if codes.numel():
+        lo, hi = int(codes.min()), int(codes.max())
+        if lo < 0 or hi >= bins:
+            raise MeasureInputError(f"model.encode returned codes in [{lo}, {hi}], outside [0, {bins}) for the "
+                                    f"model's cardinality {bins}")
+    return codes
+
+
+def codebook_vectors(model, codes: torch.Tensor) -> torch.Tensor | None:
+    """Each codebook's quantized vector for `codes` [B, K, T]: [B, K, T, D], or None without VQ layers."""
+    from .capture import codebook_layers
+
+    quantizer = getattr(model, "quantizer", None)
+    if quantizer is None:
+        return None
+    try:
+        layers = codebook_layers(quantizer)
+    except ValueError:
+        return None
+    if len(layers) < codes.shape[1] or not all(hasattr(layer, "decode") for layer in layers):
+        return None
+    vectors = [layers[k].decode(codes[:, k]) for k in range(codes.shape[1])]  # each [B, D, T]
+    return torch.stack(vectors, dim=1).transpose(2, 3).float()
+
+
+class VectorSample:
+    """A uniform random sample without replacement of at most `capacity` rows from a stream of rows.
+
+    Every row gets an i.i.d. uniform key and the `capacity` smallest keys are kept, so the sample is uniform
+    over all rows seen, whatever the batch sizes.
+    """
+
+    def __init__(self, capacity: int, seed: int = 0):
+        self.capacity = int(capacity)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.keys = torch.zeros(0)
+        self.rows: torch.Tensor | None = None
+        self.seen = 0
+
+    def add(self, rows: torch.Tensor) -> None:
+        self.seen += rows.shape[0]
+        if self.capacity <= 0 or rows.shape[0] == 0:
+            return
+        keys = torch.rand(rows.shape[0], generator=self.generator)
+        rows = rows.detach().float().cpu()
+        if self.rows is not None:
+            keys, rows = torch.cat([self.keys, keys]), torch.cat([self.rows, rows])
+        if keys.shape[0] > self.capacity:
+            keep = torch.topk(keys, self.capacity, largest=False).indices.sort().values
+            keys, rows = keys[keep], rows[keep]
+        self.keys, self.rows = keys, rows
+
+
+def mmd_estimates(sample: VectorSample, seed: int, note: str | None = None) -> dict:
+    """MMD^2 between joint vector tuples and their factorized copy, both estimators, fixed kernel."""
+    from .loss import independence_loss
+
+    out = {"rows": 0 if sample.rows is None else int(sample.rows.shape[0]), "kernel": MMD_KERNEL,
+           "bandwidths": list(DEFAULT_BANDWIDTHS[MMD_KERNEL]), "bandwidth_mode": "sigma", "seed": int(seed),
+           "disjoint": None, "paper": None, "note": note}
+    if sample.rows is None:
+        out["note"] = note or "no vectors were sampled"
+        return out
+    z = sample.rows[:, :, None, :]  # [n, K, 1, D]: rows already grouped by the pattern, one "frame" each
+    with torch.no_grad():
+        for estimator in ("disjoint", "paper"):
+            generator = torch.Generator().manual_seed(int(seed))
+            try:
+                value = independence_loss(z, pattern="parallel", estimator=estimator, kernel=MMD_KERNEL,
+                                          generator=generator)
+            except ValueError as exc:  # too few rows for this estimator
+                out["note"] = str(exc)
+                continue
+            out[estimator] = float(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- measure
+def _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles):
+    if pattern not in PATTERNS:
+        raise MeasureInputError(f"--pattern {pattern}: expected one of {', '.join(PATTERNS)}")
+    if max_frames is not None and int(max_frames) < 1:
+        raise MeasureInputError(f"--max-frames {max_frames}: expected a positive number of code tuples")
+    if int(batch_size) < 1:
+        raise MeasureInputError(f"--batch-size {batch_size}: expected >= 1")
+    if not (segment_seconds > 0 and math.isfinite(segment_seconds)):
+        raise MeasureInputError(f"--segment {segment_seconds}: expected a positive number of seconds")
+    if int(mmd_rows) < 0:
+        raise MeasureInputError(f"--mmd-rows {mmd_rows}: expected >= 0 (0 skips the MMD estimate)")
+    if int(null_shuffles) < 0:
+        raise MeasureInputError(f"--null-shuffles {null_shuffles}: expected >= 0")
+
+
+def _check_device(device: str) -> str:
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise MeasureInputError(f"--device {device}: not a torch device ({exc})") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MeasureInputError(f"--device {device}: CUDA is not available on this machine")
+    return str(dev)
+
+
+def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: str = "delay",
+                  max_frames: int | None = None, batch_size: int = 8, segment_seconds: float = 10.0,
+                  device: str = "cpu", mmd_rows: int = 4096, null_shuffles: int = 3, seed: int = 0,
+                  progress: bool | None = None) -> dict:
+    """Stream `files` through the loaded codec and return the measurement dict (see module docstring)."""
+    from tqdm import tqdm
+
+    _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles)
+    model = loaded.model
+    K, bins = int(model.num_codebooks), int(model.cardinality)
+    if K < 2:
+        raise MeasureInputError(f"the model encodes with {K} codebook: dependence needs at least 2")
+    sr, channels, frame_rate = int(model.sample_rate), int(model.channels), float(model.frame_rate)
+    delays = list(range(K)) if pattern == "delay" else None
+    min_frames = K if pattern == "delay" else 1  # a segment must give at least one tuple
+    min_samples = math.ceil(min_frames * sr / frame_rate)
+
+    segments = plan_segments(files, segment_seconds)
+    counts = CodeCounts(K, bins)
+    sample = VectorSample(mmd_rows, seed)
+    mmd_note = None
+    stats = {"n_segments": 0, "skipped_segments": 0, "audio_samples": 0, "n_codec_frames": 0}
+    bar = tqdm(total=len(segments), unit="seg", desc="encoding", file=sys.stderr,
+               disable=None if progress is None else not progress, dynamic_ncols=True)
+
+    def encode(batch: list[torch.Tensor]) -> bool:
+        """Count one batch of equal-length segments; False once max_frames tuples are counted."""
+        nonlocal mmd_note
+        x = torch.stack(batch).to(device)
+        with torch.no_grad():
+            codes = check_codes(model.encode(x), len(batch), K, bins)
+            vectors = codebook_vectors(model, codes) if mmd_rows > 0 else None
+        rows = codes_to_rows(codes.cpu().numpy(), pattern)
+        if max_frames is not None:
+            rows = rows[: int(max_frames) - counts.n_frames]
+        counts.update(rows)
+        if vectors is not None:
+            from .patterns import group_rows
+
+            sample.add(group_rows(vectors.cpu(), pattern)[: rows.shape[0]])
+        elif mmd_rows > 0:
+            mmd_note = f"{type(getattr(model, 'quantizer', model)).__name__} has no per-codebook VQ layers " \
+                       "with decode(): no vectors for an MMD estimate"
+        stats["n_segments"] += len(batch)
+        stats["audio_samples"] += x.shape[0] * x.shape[-1]
+        stats["n_codec_frames"] += codes.shape[0] * codes.shape[-1]
+        bar.update(len(batch))
+        bar.set_postfix(tuples=counts.n_frames, refresh=False)
+        return max_frames is None or counts.n_frames < int(max_frames)
+
+    try:
+        pending: list[torch.Tensor] = []
+        going = True
+        for seg in segments:
+            wav = read_segment(seg, sr, channels)
+            if wav.shape[-1] < min_samples:  # too short for one tuple (a file's tail, or an empty read)
+                stats["skipped_segments"] += 1
+                bar.update(1)
+                continue
+            if pending and (len(pending) == batch_size or wav.shape[-1] != pending[0].shape[-1]):
+                going = encode(pending)
+                pending = []
+                if not going:
+                    break
+            pending.append(wav)
+        if going and pending:
+            encode(pending)
+    finally:
+        bar.close()
+
+    if counts.n_frames == 0:
+        raise MeasureInputError(f"no code tuples were counted from {len(files)} file(s): every segment is "
+                                f"shorter than {min_frames} codec frame(s) ({min_samples / sr:.3f} s)")
+    report = independence_report(counts, null_shuffles=null_shuffles, seed=seed)
+    result = {"schema": MEASURE_SCHEMA, **report}
+    result.update(
+        model=loaded.spec, model_source=loaded.source, model_kind=loaded.kind, model_info=dict(loaded.info),
+        n_files=len(files), segment_seconds=float(segment_seconds), n_segments=stats["n_segments"],
+        skipped_segments=stats["skipped_segments"], audio_seconds=stats["audio_samples"] / sr,
+        n_codec_frames=stats["n_codec_frames"], pattern=pattern, delays=delays,
+        max_frames=None if max_frames is None else int(max_frames),
+        mmd=mmd_estimates(sample, seed, mmd_note) if mmd_rows > 0 else
+        {**mmd_estimates(VectorSample(0), seed), "note": "skipped (--mmd-rows 0)"},
+    )
+    return result
+
+
+def measure(model: str, data: str | Path, *, pattern: str = "delay", max_frames: int | None = None,
+            batch_size: int = 8, segment_seconds: float = 10.0, device: str = "cpu", mmd_rows: int = 4096,
+            null_shuffles: int = 3, seed: int = 0, progress: bool | None = None) -> dict:
+    """Load MODEL, read the manifest DATA and measure; bad input raises MeasureInputError/ModelLoadError.
+
+    Options and data are checked before the model is loaded, so mistakes fail in a second.
+    """
+    _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles)
+    device = _check_device(device)
+    manifest, files = read_manifest(data)
+    loaded = load_compression_model(model, device=device)
+    result = measure_model(loaded, files, pattern=pattern, max_frames=max_frames, batch_size=batch_size,
+                           segment_seconds=segment_seconds, device=device, mmd_rows=mmd_rows,
+                           null_shuffles=null_shuffles, seed=seed, progress=progress)
+    result["data"] = str(manifest)
+    return result
+
+
+def write_json(result: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# ---------------------------------------------------------------------------------------------- table
+def _f(value, spec: str = ".3f", width: int = 8) -> str:
+    text = "-" if value is None else format(value, spec)
+    return text.rjust(width)
+
+
+def format_table(result: dict) -> str:
+    """The measurement as plain-text tables (codebooks numbered from 0, as in the JSON)."""
+    K = result["num_codebooks"]
+    lines = []
+    delays = f" (delays {' '.join(map(str, result['delays']))})" if result.get("delays") else ""
+    lines.append(f"model {result['model']}  ({result['model_info'].get('class', '?')}, {K} codebooks x "
+                 f"{result['bins']} codes, {result['model_info'].get('frame_rate', 0):g} Hz)")
+    lines.append(f"data  {result.get('data', '?')}: {result['n_files']} file(s), {result['n_segments']} "
+                 f"segment(s) of <= {result['segment_seconds']:g} s, {result['audio_seconds']:.1f} s of audio")
+    lines.append(f"{result['n_frames']} code tuples, pattern {result['pattern']}{delays}; entropy estimator "
+                 f"{result['estimator']}; null = mean over {result['null_shuffles']} per-codebook shuffles; "
+                 "corrected = raw - null")
+    lines.append("%J = 100 * TC / H(joint) (the paper's text);  %M = 100 * TC / sum_k H(z_k) (authors' code)")
+
+    lines += ["", "Codebook usage", "  codebook  entropy[bits]  max[bits]  used codes  used %  perplexity"]
+    for u in result["usage"]:
+        lines.append(f"  q{u['codebook']:<7d} {_f(u['entropy_bits'], '.3f', 13)} {_f(u['max_entropy_bits'], '.3f', 10)}"
+                     f" {u['used_codes']:>11d} {_f(100 * u['used_fraction'], '.1f', 7)} "
+                     f"{_f(u['perplexity'], '.1f', 11)}")
+
+    head = "raw[bits]  null[bits]  corr[bits]  raw %J  corr %J  raw %M  corr %M  distinct"
+    lines += ["", "Pairwise mutual information I(z_a; z_b)", f"  pair     {head}"]
+    for p in result["pairwise"]:
+        lines.append(f"  q{p['a']}-q{p['b']:<4d} {_tc_cells(p)}")
+
+    lines += ["", "Each codebook vs the rest I(z_k; z_-k) (paper appendix E)",
+              "  codebook  raw[bits]  null[bits]  corr[bits]  H(z_k)[bits]"]
+    for r in result["each_vs_rest"]:
+        lines.append(f"  q{r['codebook']:<7d} {_f(r['raw_bits'], '.4f', 9)} {_f(r['null_bits'], '.4f', 11)} "
+                     f"{_f(r['corrected_bits'], '.4f', 11)} {_f(r['entropy_bits'], '.3f', 13)}")
+
+    tc = result["total_correlation"]
+    lines += ["", f"Total correlation of all {K} codebooks", f"  all      {head}", f"  {'':8s} {_tc_cells(tc)}"]
+
+    proto = result.get("protocol")
+    if proto:
+        pairs = ", ".join(f"q{a}-q{b}" for a, b in proto["pairs"])
+        lines += ["", f"Paper protocol (Section 5.1): TC of {len(proto['pairs'])} random pairs ({pairs}), mean",
+                  f"  TC %J raw {_f(proto['raw_pct_joint'], '.3f', 0)} %  <- the number the paper quotes",
+                  f"  TC %J null {_f(proto['null_pct_joint'], '.3f', 0)} %, corrected "
+                  f"{_f(proto['corrected_pct_joint'], '.3f', 0)} %",
+                  f"  TC %M raw {_f(proto['raw_pct_marginal_sum'], '.3f', 0)} %, null "
+                  f"{_f(proto['null_pct_marginal_sum'], '.3f', 0)} %, corrected "
+                  f"{_f(proto['corrected_pct_marginal_sum'], '.3f', 0)} %",
+                  f"  TC bits raw {_f(proto['raw_bits'], '.4f', 0)}, null {_f(proto['null_bits'], '.4f', 0)}, "
+                  f"corrected {_f(proto['corrected_bits'], '.4f', 0)}"]
+
+    mmd = result.get("mmd") or {}
+    lines += ["", f"MMD^2 of per-codebook vectors ({mmd.get('rows', 0)} sampled tuples, {mmd.get('kernel')} "
+                  f"kernel, sigmas {', '.join(f'{b:g}' for b in mmd.get('bandwidths', []))})",
+              f"  disjoint (unbiased) {_f(mmd.get('disjoint'), '.6g', 0)}   paper estimator "
+              f"{_f(mmd.get('paper'), '.6g', 0)}"]
+    if mmd.get("note"):
+        lines.append(f"  note: {mmd['note']}")
+
+    worst = max([p["joint_distinct_fraction"] for p in result["pairwise"]] + [0.0])
+    if tc["joint_distinct_fraction"] > 0.5 or worst > 0.5:
+        lines += ["", f"WARNING: saturated joint histograms (distinct tuples / tuples: pairs up to {worst:.2f}, "
+                      f"all codebooks {tc['joint_distinct_fraction']:.2f}); values near saturation say little "
+                      "about dependence: count more frames"]
+    return "\n".join(lines)
+
+
+def _tc_cells(r: dict) -> str:
+    return (f"{_f(r['raw_bits'], '.4f', 9)} {_f(r['null_bits'], '.4f', 11)} {_f(r['corrected_bits'], '.4f', 11)} "
+            f"{_f(r['raw_pct_joint'], '.3f', 7)} {_f(r['corrected_pct_joint'], '.3f', 8)} "
+            f"{_f(r['raw_pct_marginal_sum'], '.3f', 7)} {_f(r['corrected_pct_marginal_sum'], '.3f', 8)} "
+            f"{_f(r['joint_distinct_fraction'], '.3f', 9)}")

@@ -1,0 +1,213 @@
+"""Load an audiocraft compression model (codec) from what a user types: a path, `//sig/SIG` or `//pretrained/...`.
+
+Reuses audiocraft's own resolution (`checkpoint.resolve_checkpoint_path` for `//sig/`, the Dora dir and
+AUDIOCRAFT_DORA_DIR included; `builders.get_compression_model` for the network; `CompressionModel.get_pretrained`
+for `//pretrained/`), but reads the checkpoint once and checks it first, so that a wrong file (an LM checkpoint,
+a file that is no checkpoint, an XP folder without checkpoint) gives one clear `ModelLoadError` instead of an
+assertion deep inside audiocraft. Plain paths are checked before audiocraft is imported (fast failures).
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ModelLoadError", "LoadedModel", "load_compression_model", "CHECKPOINT_NAME", "EXPORTED_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.th"  # audiocraft's last checkpoint of an XP (checkpoint_name() on rank 0)
+EXPORTED_NAME = "compression_state_dict.bin"  # what audiocraft.models.loaders looks for in a folder
+SIG_PREFIX = "//sig/"
+PRETRAINED_PREFIX = "//pretrained/"
+BUILTIN_PRETRAINED = ("dac_44khz", "dac_24khz", "debug_compression_model")
+
+
+class ModelLoadError(ValueError):
+    """MODEL does not name a loadable compression model (a user error, reported in one line)."""
+
+
+@dataclass
+class LoadedModel:
+    """The codec in eval mode, plus where it came from (for the JSON report)."""
+    model: object  # audiocraft.models.CompressionModel
+    spec: str
+    source: str  # resolved file, or the pretrained name
+    kind: str  # "checkpoint" | "exported" | "pretrained"
+    info: dict = field(default_factory=dict)
+
+
+def _torch_load(path: Path, spec: str):
+    import torch
+
+    from .environment import allow_audiocraft_checkpoints
+
+    allow_audiocraft_checkpoints()
+    try:
+        return torch.load(path, map_location="cpu")
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"--model {spec}: cannot read {path} as a torch checkpoint ({first})") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"--model {spec}: cannot read {path} ({exc.strerror or exc})") from exc
+
+
+def _config_of(state, spec: str, path: Path):
+    """The XP config stored in a checkpoint (a DictConfig, or YAML text in exported packages)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"--model {spec}: {path} holds a {type(state).__name__}, not an audiocraft "
+                             "checkpoint (a dict with 'xp.cfg' and 'best_state')")
+    if "xp.cfg" not in state:
+        raise ModelLoadError(f"--model {spec}: {path} has no 'xp.cfg': not an audiocraft training checkpoint "
+                             "or exported compression model")
+    cfg = state["xp.cfg"]
+    if isinstance(cfg, str):
+        cfg = OmegaConf.create(cfg)
+    elif isinstance(cfg, dict):
+        cfg = OmegaConf.create(cfg)
+    if not isinstance(cfg, DictConfig):
+        raise ModelLoadError(f"--model {spec}: 'xp.cfg' of {path} is a {type(cfg).__name__}, not a config")
+    solver = cfg.get("solver")
+    if solver != "compression" or cfg.get("compression_model") is None:
+        what = f"a '{solver}' checkpoint" if solver else "a checkpoint without `solver`"
+        raise ModelLoadError(f"--model {spec}: {path} is {what}, not a compression model (expected an XP of "
+                             "solver=compression, e.g. an EnCodec codec)")
+    return cfg
+
+
+def _model_state(state, spec: str, path: Path) -> tuple[dict, str]:
+    best = state.get("best_state")
+    if state.get("exported"):  # audiocraft.utils.export.export_encodec: best_state is the model's state dict
+        if not best:
+            raise ModelLoadError(f"--model {spec}: exported package {path} has no 'best_state'")
+        return best, "exported"
+    if not isinstance(best, dict) or not best.get("model"):
+        raise ModelLoadError(f"--model {spec}: {path} has no best_state['model'] (a checkpoint written before "
+                             "the first epoch finished?)")
+    return best["model"], "checkpoint"
+
+
+def _build(cfg, model_state: dict, device: str, spec: str, path: Path):
+    """audiocraft's builder on the stored config, with the plugin's quantizers registered."""
+    from .environment import prepare_environment
+    from .solvers import install_solver_selection
+
+    prepare_environment()
+    install_solver_selection()
+    from audiocraft.models import builders
+
+    cfg = cfg.copy()
+    cfg.device = device
+    model = builders.get_compression_model(cfg).to(device)
+    try:
+        model.load_state_dict(model_state)
+    except RuntimeError as exc:  # keys or shapes differ from what the config builds
+        first = str(exc).strip().splitlines()[0]
+        raise ModelLoadError(f"--model {spec}: the weights in {path} do not fit the model its config builds "
+                             f"({first})") from exc
+    if model.sample_rate != cfg.sample_rate:
+        raise ModelLoadError(f"--model {spec}: model sample rate {model.sample_rate} differs from the "
+                             f"config's {cfg.sample_rate}")
+    return model.eval()
+
+
+def _resolve_path(spec: str) -> Path:
+    """A checkpoint file, or an XP folder holding checkpoint.th; `//sig/SIG` through audiocraft's Dora dir."""
+    if spec.startswith(SIG_PREFIX):
+        sig = spec[len(SIG_PREFIX):].strip("/")
+        if not sig:
+            raise ModelLoadError(f"--model {spec}: expected //sig/SIG with an XP signature")
+        from .environment import prepare_environment
+
+        prepare_environment()
+        from audiocraft.utils import checkpoint
+
+        resolved = checkpoint.resolve_checkpoint_path(spec, use_fsdp=False)
+        if resolved is None:
+            from audiocraft import train
+
+            xp_dir = Path(train.main.dora.dir) / "xps" / sig
+            why = "has no " + CHECKPOINT_NAME if xp_dir.is_dir() else "does not exist"
+            raise ModelLoadError(f"--model {spec}: XP folder {xp_dir} {why} (Dora dir from AUDIOCRAFT_DORA_DIR "
+                                 "or audiocraft's team config)")
+        return Path(resolved)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        candidate = path / CHECKPOINT_NAME
+        if not candidate.is_file():
+            raise ModelLoadError(f"--model {spec}: folder has no {CHECKPOINT_NAME} (expected an XP folder or "
+                                 "a checkpoint file)")
+        return candidate
+    if not path.exists():
+        raise ModelLoadError(f"--model {spec}: no such file or folder (expected a checkpoint path, an XP "
+                             "folder, //sig/SIG or //pretrained/NAME)")
+    return path
+
+
+def _load_pretrained(spec: str, device: str) -> LoadedModel:
+    name = spec[len(PRETRAINED_PREFIX):]
+    if not name:
+        raise ModelLoadError(f"--model {spec}: expected //pretrained/NAME or //pretrained/PATH")
+    local = Path(name).expanduser()
+    if local.exists():  # an exported model (file, or folder with compression_state_dict.bin)
+        path = local / EXPORTED_NAME if local.is_dir() else local
+        if not path.is_file():
+            raise ModelLoadError(f"--model {spec}: folder has no {EXPORTED_NAME}")
+        state = _torch_load(path, spec)
+        if isinstance(state, dict) and "pretrained" in state and "xp.cfg" not in state:
+            return _load_pretrained(PRETRAINED_PREFIX + str(state["pretrained"]), device)  # a reference
+        cfg = _config_of(state, spec, path)
+        model_state, kind = _model_state(state, spec, path)
+        model = _build(cfg, model_state, device, spec, path)
+        return LoadedModel(model, spec, str(path), kind, _describe(model, cfg))
+
+    from .environment import prepare_environment
+
+    prepare_environment()
+    import os
+
+    if name not in BUILTIN_PRETRAINED and os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        hub_note = " (HF_HUB_OFFLINE is set: only models already in the Hugging Face cache load)"
+    else:
+        hub_note = ""
+    from audiocraft.models import CompressionModel
+
+    try:
+        model = CompressionModel.get_pretrained(name, device=device)
+    except ImportError as exc:
+        raise ModelLoadError(f"--model {spec}: {name} needs a package that is not installed ({exc})") from exc
+    except OSError as exc:  # hub unreachable, unknown repo, missing files (huggingface_hub/transformers)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"--model {spec}: no local path of that name, and the hub could not provide it"
+                             f"{hub_note}: {first}") from exc
+    return LoadedModel(model, spec, name, "pretrained", _describe(model, None))
+
+
+def _describe(model, cfg) -> dict:
+    info = {"class": type(model).__name__, "sample_rate": int(model.sample_rate),
+            "channels": int(model.channels), "frame_rate": float(model.frame_rate),
+            "num_codebooks": int(model.num_codebooks), "bins": int(model.cardinality)}
+    if cfg is not None:
+        encodec = cfg.get("encodec") or {}
+        info["quantizer"] = encodec.get("quantizer") if hasattr(encodec, "get") else None
+    return info
+
+
+def load_compression_model(spec: str, device: str = "cpu") -> LoadedModel:
+    """The codec named by `spec`, in eval mode on `device`; raises ModelLoadError for a wrong MODEL.
+
+    spec: a checkpoint file (checkpoint.th, or an exported compression package), an XP folder (its
+    checkpoint.th), `//sig/SIG` (resolved in audiocraft's Dora dir; AUDIOCRAFT_DORA_DIR honoured) or
+    `//pretrained/NAME_OR_PATH` (audiocraft's CompressionModel.get_pretrained: an exported file or folder,
+    dac_44khz, dac_24khz, debug_compression_model, or a Hugging Face name when the hub is reachable).
+    """
+    spec = str(spec)
+    if spec.startswith(PRETRAINED_PREFIX):
+        return _load_pretrained(spec, device)
+    path = _resolve_path(spec)
+    state = _torch_load(path, spec)
+    cfg = _config_of(state, spec, path)
+    model_state, kind = _model_state(state, spec, path)
+    del state  # optimizer and discriminator states can be large
+    model = _build(cfg, model_state, device, spec, path)
+    return LoadedModel(model, spec, str(path), kind, _describe(model, cfg))
