@@ -6,7 +6,9 @@ Cases, each timed forward + backward on x, y ~ scale * N(0, 1) of shape [n, d], 
 - floor: the three n x n x d Gram matmuls alone (x@x.T, y@y.T, x@y.T), forward + backward.
 Every case runs in a fresh subprocess; peak extra memory = peak RSS minus the RSS after imports and input
 allocation (CPU; the peak is reset through /proc/self/clear_refs), or torch.cuda.max_memory_allocated minus
-the allocation after inputs (CUDA). The naive case is skipped where its memory estimate exceeds free RAM.
+the allocation after inputs (CUDA). The naive case is skipped where its memory estimate (scaled as n^2 from
+the last measured size) exceeds 80% of free memory; its ratio is then reported against the estimate.
+CPU timings on a shared machine depend on its load: the JSON records the load average.
 
     python benchmarks/bench_mmd.py [--sizes 1024,4096,16384] [--big] [--device cpu|cuda] [--threads N]
 """
@@ -61,7 +63,8 @@ def _floor(x, y):
     return (x @ x.T).sum() + (y @ y.T).sum() + (x @ y.T).sum()
 
 
-def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: float, threads: int | None) -> dict:
+def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: float, threads: int | None,
+             tile: int | None) -> dict:
     """One case in this (fresh) process: returns seconds (best of repeats) and peak extra memory in MB."""
     import torch
 
@@ -69,7 +72,8 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
 
     if threads:
         torch.set_num_threads(threads)
-    fn = {"ours": lambda a, b: mmd2_unbiased(a, b, bandwidths=SIGMAS), "naive": _naive, "floor": _floor}[case]
+    fn = {"ours": lambda a, b: mmd2_unbiased(a, b, bandwidths=SIGMAS, tile=tile), "naive": _naive,
+          "floor": _floor}[case]
     gen = torch.Generator().manual_seed(0)
     x = (scale * torch.randn(n, dim, generator=gen)).to(device).requires_grad_(True)
     y = (scale * torch.randn(n, dim, generator=gen)).to(device).requires_grad_(True)
@@ -107,6 +111,8 @@ def spawn(case: str, n: int, args) -> dict:
            "--device", args.device, "--repeats", str(args.repeats if n <= 4096 else 1), "--scale", str(args.scale)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.tile:
+        cmd += ["--tile", str(args.tile)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -124,23 +130,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats for n <= 4096 (best is kept)")
     parser.add_argument("--scale", type=float, default=1.0, help="std of the random inputs")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--tile", type=int, default=None, help="force our tiled path with this block size")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case, args.n, args.dim, args.device, args.repeats, args.scale, args.threads)))
+        print(json.dumps(run_case(args.case, args.n, args.dim, args.device, args.repeats, args.scale, args.threads,
+                                  args.tile)))
         return
 
     report = {"device": args.device, "dim": args.dim, "sigmas": SIGMAS, "scale": args.scale,
-              "threads": args.threads, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(),
-              "results": {}}
+              "threads": args.threads, "tile": args.tile, "cpu_count": os.cpu_count(),
+              "load_avg_start": os.getloadavg(), "results": {}}
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    naive_bytes_per_n2 = NAIVE_BYTES_PER_N2  # replaced by the measured value once a naive case ran
     for n in sizes + ([BIG_N] if args.big else []):
         row = {}
         row["ours"] = spawn("ours", n, args)
         if n != BIG_N or n in sizes:
             row["floor"] = spawn("floor", n, args)
-            estimate = NAIVE_BYTES_PER_N2 * n * n / MB
+            estimate = naive_bytes_per_n2 * n * n / MB
             free = _available_mb() if args.device == "cpu" else float("inf")
             if args.device.startswith("cuda"):
                 import torch
@@ -151,6 +160,8 @@ def main() -> None:
                                 "peak_extra_mb_estimate": estimate}
             else:
                 row["naive"] = spawn("naive", n, args)
+                if "peak_extra_mb" in row["naive"]:
+                    naive_bytes_per_n2 = row["naive"]["peak_extra_mb"] * MB / (n * n)
         ours, naive, floor = row["ours"], row.get("naive", {}), row.get("floor", {})
         ratios = {}
         if "seconds" in ours and "seconds" in naive:

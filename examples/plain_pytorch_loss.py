@@ -3,7 +3,9 @@
 A tiny conv encoder/decoder with a 3-stage residual vector quantizer (straight-through estimator) learns to
 reconstruct synthetic signals, twice: without and with the MMD independence loss on the per-codebook
 quantized vectors (paper appendix B: the loss is codec-agnostic; it only needs z [B, K, T, N]). The
-held-out MMD (disjoint estimator, exactly unbiased) is printed as training goes.
+held-out MMD (disjoint estimator, exactly unbiased; median-heuristic bandwidths) is printed as training goes:
+with the loss it ends several times lower, at some cost in reconstruction (as on real codecs at this scale).
+The train MMD (paper estimator) can dip below 0: that estimator reads slightly low near independence.
 
     python examples/plain_pytorch_loss.py        # about 20 s on 2 CPU cores
 """
@@ -17,8 +19,9 @@ from torch.nn import functional as F
 
 from mmd_audiocraft.loss import MMDIndependenceLoss, independence_loss
 
-STEPS, BATCH, LENGTH = 300, 32, 256
+STEPS, BATCH, LENGTH = 200, 16, 256
 N_Q, BINS, DIM = 3, 32, 8
+BANDWIDTHS = (0.5, 1.0, 2.0)
 
 
 def signals(batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -66,12 +69,15 @@ class ToyCodec(nn.Module):
         return self.decoder(q), z, vq_loss
 
 
-def train(weight: float, held_out: torch.Tensor) -> None:
+def train(weight: float, held_out: torch.Tensor) -> tuple[float, float]:
+    """Train one toy codec; returns the held-out (MMD, reconstruction error) at the end."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     codec = ToyCodec()
     opt = torch.optim.Adam(codec.parameters(), lr=3e-3)
-    inde = MMDIndependenceLoss(pattern="parallel", bandwidths=(0.5, 1.0, 2.0), seed=0)
+    # 1024 rows per batch; a random subset of 512 keeps each step cheap.
+    inde = MMDIndependenceLoss(pattern="parallel", bandwidths=BANDWIDTHS, median_heuristic=True, max_rows=512,
+                               seed=0)
     print(f"--- MMD weight {weight:g}")
     for step in range(STEPS + 1):
         x = signals(BATCH, gen)
@@ -82,20 +88,24 @@ def train(weight: float, held_out: torch.Tensor) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 60 == 0:
+        if step % 50 == 0:
             with torch.no_grad():
-                _, z_eval, _ = codec(held_out)
-                val = independence_loss(z_eval, pattern="parallel", bandwidths=(0.5, 1.0, 2.0),
+                recon_eval, z_eval, _ = codec(held_out)
+                val = independence_loss(z_eval, pattern="parallel", bandwidths=BANDWIDTHS, median_heuristic=True,
                                         estimator="disjoint", generator=torch.Generator().manual_seed(0))
+                val_rec = F.mse_loss(recon_eval, held_out)
             print(f"step {step:4d}  reconstruction {rec_loss.item():.4f}  train MMD {mmd.item():+.4f}  "
                   f"held-out MMD {val.item():+.4f}")
+    return val.item(), val_rec.item()
 
 
 def main() -> None:
+    torch.set_num_threads(1)  # tiny model: one thread avoids threading overheads
     start = time.time()
-    held_out = signals(64, torch.Generator().manual_seed(123))
-    for weight in (0.0, 10.0):
-        train(weight, held_out)
+    held_out = signals(128, torch.Generator().manual_seed(123))
+    results = {weight: train(weight, held_out) for weight in (0.0, 10.0)}
+    for weight, (mmd, rec) in results.items():
+        print(f"weight {weight:4g}: held-out MMD {mmd:+.4f}, held-out reconstruction MSE {rec:.4f}")
     print(f"done in {time.time() - start:.1f} s")
 
 

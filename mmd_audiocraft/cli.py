@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--null-shuffles", type=int, default=3,
                    help="per-codebook shuffles averaged for the null baseline (default 3)")
     m.add_argument("--seed", type=int, default=0, help="seed of the shuffles, pairs and samples (default 0)")
+    m.add_argument("--trust-checkpoint", action="store_true", default=None,
+                   help="unpickle MODEL fully (torch.load weights_only=False): only for files you trust; torch "
+                        ">= 2.6 needs it for audiocraft training checkpoints (//sig/ is trusted by default)")
     m.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     m.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
     m.set_defaults(handler=_run_measure)
@@ -77,7 +80,7 @@ def _run_measure(args: argparse.Namespace) -> int:
     result = measure(args.model, args.data, pattern=args.pattern, max_frames=args.max_frames,
                      batch_size=args.batch_size, segment_seconds=args.segment, device=args.device,
                      mmd_rows=args.mmd_rows, null_shuffles=args.null_shuffles, seed=args.seed,
-                     progress=False if args.no_progress else None)
+                     progress=False if args.no_progress else None, trust_checkpoint=args.trust_checkpoint)
     print(format_table(result), flush=True)
     if args.json:
         print(f"wrote {write_json(result, args.json)}", file=sys.stderr)

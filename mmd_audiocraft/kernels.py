@@ -106,9 +106,13 @@ def median_pairwise_distance(x: torch.Tensor, max_rows: int = MEDIAN_HEURISTIC_R
         if n > max_rows:
             x = x[torch.linspace(0, n - 1, max_rows, device=x.device).round().long()]
             n = max_rows
-        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        norm = (x * x).sum(1)
+        d2 = (norm[:, None] + norm[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)  # float64: cancellation is harmless
         iu = torch.triu_indices(n, n, offset=1, device=x.device)
-        return torch.quantile(d2[iu[0], iu[1]].sqrt(), 0.5)  # interpolated median, as numpy's
+        dist = d2[iu[0], iu[1]].sqrt()
+        half = dist.numel() // 2  # interpolated median, as numpy's, by selection rather than sorting
+        upper = dist.kthvalue(half + 1).values
+        return upper if dist.numel() % 2 else 0.5 * (dist.kthvalue(half).values + upper)
 
 
 def make_kernel(
@@ -139,10 +143,11 @@ def make_kernel(
                 stacklevel=3,
             )
         return Kernel(kernel, "dot")
-    values = DEFAULT_BANDWIDTHS[kernel] if bandwidths is None else tuple(bandwidths)
-    if isinstance(values, (int, float)):
-        values = (values,)
-    values = tuple(float(b) for b in values)
+    if bandwidths is None:
+        bandwidths = DEFAULT_BANDWIDTHS[kernel]
+    elif isinstance(bandwidths, (int, float)):
+        bandwidths = (bandwidths,)
+    values = tuple(float(b) for b in bandwidths)
     if not values:
         raise ValueError("bandwidths is empty; expected at least one positive bandwidth")
     for b in values:

@@ -348,7 +348,8 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
 
 def measure(model: str, data: str | Path, *, pattern: str = "delay", max_frames: int | None = None,
             batch_size: int = 8, segment_seconds: float = 10.0, device: str = "cpu", mmd_rows: int = 4096,
-            null_shuffles: int = 3, seed: int = 0, progress: bool | None = None) -> dict:
+            null_shuffles: int = 3, seed: int = 0, progress: bool | None = None,
+            trust_checkpoint: bool | None = None) -> dict:
     """Load MODEL, read the manifest DATA and measure; bad input raises MeasureInputError/ModelLoadError.
 
     Options and data are checked before the model is loaded, so mistakes fail in a second.
@@ -356,11 +357,11 @@ def measure(model: str, data: str | Path, *, pattern: str = "delay", max_frames:
     _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles)
     device = _check_device(device)
     manifest, files = read_manifest(data)
-    loaded = load_compression_model(model, device=device)
+    loaded = load_compression_model(model, device=device, trust_checkpoint=trust_checkpoint)
     result = measure_model(loaded, files, pattern=pattern, max_frames=max_frames, batch_size=batch_size,
                            segment_seconds=segment_seconds, device=device, mmd_rows=mmd_rows,
                            null_shuffles=null_shuffles, seed=seed, progress=progress)
-    result["data"] = str(manifest)
+    result["data"] = str(manifest.resolve())
     return result
 
 

@@ -7,7 +7,8 @@ The normalisers count ROWS (the authors' code divided by the number of clips ins
 Numerics: always computed in fp32 (float64 inputs stay float64, for precision checks), outside autocast and
 with TF32 off: squared distances come from |x|^2 + |y|^2 - 2 x.y, whose cancellation error in bf16/TF32 is
 O(1) at |x|^2 ~ 512. They are clamped at 0 and computed once per pair of samples, shared by all bandwidths.
-No square root is taken, so identical rows (silence) give finite gradients.
+No square root is taken, so identical rows (silence) give finite gradients. (The dense path, used for tiny
+problems only, runs its backward under the caller's precision settings, as autograd does.)
 
 Memory: the tiled path is a custom autograd function that only ever holds [tile, tile] blocks (extra memory
 O(tile^2 + (n + m) d), never n x m). When gradients are needed it forms them in the same pass as the value
@@ -239,7 +240,8 @@ def mmd2_unbiased(
     dtype = torch.float64 if (x.dtype == torch.float64 and y.dtype == torch.float64) else torch.float32
     with full_fp32_precision(x.device.type):
         x, y = x.to(dtype), y.to(dtype)
-        median = median_pairwise_distance(x).item() if median_heuristic else None
+        uses_bandwidths = kernel in ("gaussian", "inverse")
+        median = median_pairwise_distance(x).item() if median_heuristic and uses_bandwidths else None
         spec = make_kernel(kernel, bandwidths, bandwidth_mode, median)
         n, m = x.shape[0], y.shape[0]
         if tile is None and n * m <= DENSE_MAX_ELEMENTS:

@@ -9,6 +9,7 @@ assertion deep inside audiocraft. Plain paths are checked before audiocraft is i
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,19 +36,42 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
 
 
-def _torch_load(path: Path, spec: str):
+def _torch_load(path: Path, spec: str, trust: bool):
+    """torch.load with torch's default (weights-only on torch >= 2.6) unless the file is trusted.
+
+    Weights-only loading cannot rebuild everything audiocraft training checkpoints hold (the EMA state is a
+    defaultdict, metrics may be numpy scalars), so those need trust: files of the user's own Dora dir
+    (`//sig/`) are trusted, other paths only with --trust-checkpoint.
+    """
     import torch
 
     from .environment import allow_audiocraft_checkpoints
 
     allow_audiocraft_checkpoints()
     try:
-        return torch.load(path, map_location="cpu")
+        return torch.load(path, map_location="cpu", **({"weights_only": False} if trust else {}))
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"--model {spec}: cannot read {path} as a torch checkpoint ({first})") from exc
+        hint = ""
+        if "weights only load failed" in str(exc).lower():
+            hint = "; if you trust this file, add --trust-checkpoint to unpickle it fully"
+        raise ModelLoadError(f"--model {spec}: cannot read {path} as a torch checkpoint "
+                             f"({_load_error_summary(exc)}){hint}") from exc
     except OSError as exc:
         raise ModelLoadError(f"--model {spec}: cannot read {path} ({exc.strerror or exc})") from exc
+
+
+def _load_error_summary(exc: BaseException) -> str:
+    """The informative line of a torch.load error (weights-only errors put it deep in a long text)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    for i, line in enumerate(lines):
+        match = re.search(r"Unsupported global: GLOBAL (\S+)", line)
+        if match:
+            return f"torch's weights-only unpickler refuses {match.group(1)}"
+        if line.startswith("WeightsUnpickler error:"):
+            detail = line.split(":", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else "")
+            return f"torch's weights-only unpickler: {detail}"
+    return lines[0] if lines else type(exc).__name__
 
 
 def _config_of(state, spec: str, path: Path):
@@ -144,7 +168,7 @@ def _resolve_path(spec: str) -> Path:
     return path
 
 
-def _load_pretrained(spec: str, device: str) -> LoadedModel:
+def _load_pretrained(spec: str, device: str, trust: bool) -> LoadedModel:
     name = spec[len(PRETRAINED_PREFIX):]
     if not name:
         raise ModelLoadError(f"--model {spec}: expected //pretrained/NAME or //pretrained/PATH")
@@ -153,9 +177,9 @@ def _load_pretrained(spec: str, device: str) -> LoadedModel:
         path = local / EXPORTED_NAME if local.is_dir() else local
         if not path.is_file():
             raise ModelLoadError(f"--model {spec}: folder has no {EXPORTED_NAME}")
-        state = _torch_load(path, spec)
-        if isinstance(state, dict) and "pretrained" in state and "xp.cfg" not in state:
-            return _load_pretrained(PRETRAINED_PREFIX + str(state["pretrained"]), device)  # a reference
+        state = _torch_load(path, spec, trust)
+        if isinstance(state, dict) and "pretrained" in state and "xp.cfg" not in state:  # a reference
+            return _load_pretrained(PRETRAINED_PREFIX + str(state["pretrained"]), device, trust)
         cfg = _config_of(state, spec, path)
         model_state, kind = _model_state(state, spec, path)
         model = _build(cfg, model_state, device, spec, path)
@@ -193,19 +217,22 @@ def _describe(model, cfg) -> dict:
     return info
 
 
-def load_compression_model(spec: str, device: str = "cpu") -> LoadedModel:
+def load_compression_model(spec: str, device: str = "cpu", trust_checkpoint: bool | None = None) -> LoadedModel:
     """The codec named by `spec`, in eval mode on `device`; raises ModelLoadError for a wrong MODEL.
 
     spec: a checkpoint file (checkpoint.th, or an exported compression package), an XP folder (its
     checkpoint.th), `//sig/SIG` (resolved in audiocraft's Dora dir; AUDIOCRAFT_DORA_DIR honoured) or
     `//pretrained/NAME_OR_PATH` (audiocraft's CompressionModel.get_pretrained: an exported file or folder,
     dac_44khz, dac_24khz, debug_compression_model, or a Hugging Face name when the hub is reachable).
+    trust_checkpoint: unpickle fully (torch.load weights_only=False); None trusts `//sig/` only (the user's
+    own Dora dir), which torch >= 2.6 needs for audiocraft training checkpoints (see _torch_load).
     """
     spec = str(spec)
+    trust = spec.startswith(SIG_PREFIX) if trust_checkpoint is None else bool(trust_checkpoint)
     if spec.startswith(PRETRAINED_PREFIX):
-        return _load_pretrained(spec, device)
+        return _load_pretrained(spec, device, trust)
     path = _resolve_path(spec)
-    state = _torch_load(path, spec)
+    state = _torch_load(path, spec, trust)
     cfg = _config_of(state, spec, path)
     model_state, kind = _model_state(state, spec, path)
     del state  # optimizer and discriminator states can be large

@@ -11,6 +11,7 @@ from audiocraft import train as audiocraft_train  # noqa: E402
 from audiocraft.utils.cluster import get_slurm_parameters  # noqa: E402
 from dora import hydra_main  # noqa: E402
 
+from .checkpoint_loading import install_checkpoint_loading  # noqa: E402
 from .config_search_path import register_config_search_path  # noqa: E402
 from .solvers import install_solver_selection  # noqa: E402
 
@@ -19,6 +20,7 @@ register_config_search_path()
 
 @hydra_main(config_path=str(audiocraft_config_dir()), config_name="mmd_config", version_base="1.1")
 def main(cfg):
+    install_checkpoint_loading()
     install_solver_selection()
     return audiocraft_train.main.main(cfg)
 

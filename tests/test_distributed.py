@@ -6,6 +6,8 @@ compares one part with the same computation done in this (non-distributed) proce
 from __future__ import annotations
 
 import collections
+import datetime
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -81,47 +83,53 @@ def _synced_step(loss_fn) -> dict:
             "bias_grad": model.bias.grad.clone()}
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
+def _worker(rank: int, init_method: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        out: dict = {}
-        for name, options in GLOBAL_OPTIONS.items():
-            out[f"global_{name}"] = _synced_step(lambda z, o=options: global_independence_loss(
-                z, generator=torch.Generator().manual_seed(7), **o))
-        out["local"] = _synced_step(
-            lambda z: independence_loss(z, generator=torch.Generator().manual_seed(11 + rank)))
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))  # a mismatched collective fails, no hang
+    out: dict = {}
+    for name, options in GLOBAL_OPTIONS.items():
+        out[f"global_{name}"] = _synced_step(lambda z, o=options: global_independence_loss(
+            z, generator=torch.Generator().manual_seed(7), **o))
+    out["local"] = _synced_step(
+        lambda z: independence_loss(z, generator=torch.Generator().manual_seed(11 + rank)))
 
-        merged = merge_counts_across_ranks(CodeCounts.from_codes(_codes(rank), BINS))
-        out["counts"] = (merged.n_frames, merged.marginals, merged.joint((0, 1)), merged.joint(tuple(range(K))))
-        only_rank0 = merge_counts_across_ranks(CodeCounts.from_codes(_codes(0), BINS) if rank == 0 else None)
-        out["counts_rank0_only"] = only_rank0.marginals
-        out["sample"] = gather_row_sample(_sample_rows(rank), SAMPLE_MAX, SAMPLE_SEED)
-        out["sample_rank1_none"] = gather_row_sample(_sample_rows(0) if rank == 0 else None, 100, 0)
-        out["gathered"] = gather_rows(_sample_rows(rank))
+    merged = merge_counts_across_ranks(CodeCounts.from_codes(_codes(rank), BINS))
+    out["counts"] = (merged.n_frames, merged.marginals, merged.joint((0, 1)), merged.joint(tuple(range(K))))
+    only_rank0 = merge_counts_across_ranks(CodeCounts.from_codes(_codes(0), BINS) if rank == 0 else None)
+    out["counts_rank0_only"] = only_rank0.marginals
+    out["sample"] = gather_row_sample(_sample_rows(rank), SAMPLE_MAX, SAMPLE_SEED)
+    out["sample_rank1_none"] = gather_row_sample(_sample_rows(0) if rank == 0 else None, 100, 0)
+    out["gathered"] = gather_rows(_sample_rows(rank))
 
-        state = PerRankState(_Toy(f"state of rank {rank}"))
-        state.gather()
-        saved = state.state_dict()
-        out["saved_after_gather"] = saved
-        out["saved_again"] = state.state_dict()  # a state_dict without a fresh gather is the local one
-        restored = PerRankState(_Toy(None))
-        restored.load_state_dict(all_gather_objects(saved)[0])  # what every process reads: rank 0's checkpoint
-        out["restored"] = restored.inner.value
+    state = PerRankState(_Toy(f"state of rank {rank}"))
+    state.gather()
+    saved = state.state_dict()
+    out["saved_after_gather"] = saved
+    out["saved_again"] = state.state_dict()  # a state_dict without a fresh gather is the local one
+    restored = PerRankState(_Toy(None))
+    restored.load_state_dict(all_gather_objects(saved)[0])  # every process reads rank 0's checkpoint
+    out["restored"] = restored.inner.value
 
-        try:  # a process with another number of codebooks must fail everywhere, not hang
-            gather_rows(torch.zeros(3, K + rank, D))
-        except ValueError as exc:
-            out["mismatch_error"] = str(exc)
-        torch.save(out, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    try:  # a process with another number of codebooks must fail everywhere, not hang
+        gather_rows(torch.zeros(3, K + rank, D))
+    except ValueError as exc:
+        out["mismatch_error"] = str(exc)
+    torch.save(out, Path(out_dir) / f"rank{rank}.pt")
+    dist.barrier()  # gloo's teardown can hang when one process destroys the group while another still works
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
     tmp = tmp_path_factory.mktemp("distributed")
-    mp.spawn(_worker, args=(str(tmp / "rendezvous"), str(tmp)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(f"tcp://127.0.0.1:{_free_port()}", str(tmp)), nprocs=WORLD, join=True)
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
@@ -136,12 +144,14 @@ def _single_process(loss_fn, inputs: list[torch.Tensor]) -> dict:
             "bias_grad": model.bias.grad}
 
 
-# -- inde.global: the MMD of the whole world's rows -----------------------------------------------------------
+# -- inde.global: the MMD of the whole world's rows ------------------------------------------------------
 @pytest.mark.parametrize("name", list(GLOBAL_OPTIONS))
 def test_global_loss_and_synced_gradients_equal_single_process_on_concatenated_batch(ranks, name):
     options = GLOBAL_OPTIONS[name]
-    ref = _single_process(lambda zs: independence_loss(torch.cat(zs), generator=torch.Generator().manual_seed(7),
-                                                       **options), [_inputs(r) for r in range(WORLD)])
+    def concatenated(zs):
+        return independence_loss(torch.cat(zs), generator=torch.Generator().manual_seed(7), **options)
+
+    ref = _single_process(concatenated, [_inputs(r) for r in range(WORLD)])
     assert ref["loss"].abs() > 1e-4  # a real signal, not two zeros
     for r, out in enumerate(ranks):
         got = out[f"global_{name}"]
@@ -158,7 +168,8 @@ def test_default_mode_trains_the_mean_of_per_process_losses(ranks):
     ref = _single_process(lambda zs: sum(independence_loss(z, generator=torch.Generator().manual_seed(11 + r))
                                          for r, z in enumerate(zs)) / WORLD, inputs)
     for r, out in enumerate(ranks):
-        own = independence_loss(torch.tanh(_model()(inputs[r])), generator=torch.Generator().manual_seed(11 + r))
+        own = independence_loss(torch.tanh(_model()(inputs[r])),
+                                generator=torch.Generator().manual_seed(11 + r))
         torch.testing.assert_close(out["local"]["loss"], own.detach(), rtol=0, atol=1e-9)
         torch.testing.assert_close(out["local"]["weight_grad"], ref["weight_grad"], rtol=1e-6, atol=1e-9)
         torch.testing.assert_close(out["local"]["bias_grad"], ref["bias_grad"], rtol=1e-6, atol=1e-9)
@@ -191,7 +202,8 @@ def test_merged_counts_equal_counts_of_all_codes(ranks):
         decoded = {tuple(int(q) // BINS ** (K - 1 - j) % BINS for j in range(K)): int(c)
                    for q, c in zip(keys, counts)}
         assert decoded == tuples
-        np.testing.assert_array_equal(out["counts_rank0_only"][0], np.bincount(_codes(0)[:, 0], minlength=BINS))
+        np.testing.assert_array_equal(out["counts_rank0_only"][0],
+                                      np.bincount(_codes(0)[:, 0], minlength=BINS))
 
 
 def test_gathered_row_sample_is_shared_uniform_subset(ranks):

@@ -14,7 +14,6 @@ from mmd_audiocraft.mmd import mmd2_unbiased
 from mmd_audiocraft.shuffle import shuffle_codebooks
 
 
-
 def mmd(x, y, path, **kwargs):
     """mmd2_unbiased on a chosen path: "dense" (raising the auto threshold), "auto", or an int tile."""
     if path == "dense":

@@ -6,6 +6,7 @@ for codec training, `//sig/` loading by the LM solvers and `model_from_checkpoin
 """
 from __future__ import annotations
 
+
 def _plugin_quantizer_class(name: str):
     if name == "pvq":
         from .pvq import ProductVectorQuantizer

@@ -99,15 +99,25 @@ class IndependenceState:
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
 
 
+_DROPOUT_FLAGS = ("q_dropout", "hierarchical_dropout")  # rvq, pvq
+
+
 @contextlib.contextmanager
 def _codebooks_untouched(quantizer: torch.nn.Module):
-    """Run the quantizer in training mode (for its straight-through gradient) without it learning anything:
-    EMA updates, k-means init and dead-code expiry are undone, and the global RNG they draw from is restored."""
+    """Run the quantizer in training mode (for its straight-through gradient) without it learning anything.
+
+    EMA updates, k-means init and dead-code expiry are undone, the global RNG they draw from is restored, and
+    quantizer dropout is off (otherwise each stored batch would keep a random number of codebooks)."""
     snapshot = {k: v.detach().clone() for k, v in quantizer.state_dict().items()}
+    flags = {name: getattr(quantizer, name) for name in _DROPOUT_FLAGS if hasattr(quantizer, name)}
+    for name in flags:
+        setattr(quantizer, name, False)
     with torch.random.fork_rng(devices=[]):
         try:
             yield
         finally:
+            for name, value in flags.items():
+                setattr(quantizer, name, value)
             with torch.no_grad():
                 for key, value in quantizer.state_dict().items():
                     value.copy_(snapshot[key])

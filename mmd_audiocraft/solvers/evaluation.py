@@ -56,4 +56,4 @@ class IndependenceEvaluation:
             out[f"mi_rest_q{rec['codebook']}_bits"] = rec["corrected_bits"]
         for rec in report["usage"]:
             out[f"entropy_q{rec['codebook']}_bits"] = rec["entropy_bits"]
-        return {k: v for k, v in out.items() if v is not None}
+        return {k: float(v) for k, v in out.items() if v is not None}  # plain floats: checkpoints stay simple

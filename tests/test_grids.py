@@ -1,0 +1,161 @@
+"""The paper's Dora grids: `dora -P mmd_audiocraft grid NAME --dry_run --init` for each, in a temporary Dora
+dir, and the codec -> LM chaining (LMs point at the codec grids' own signatures and wait for them).
+
+Dora's CLI is run in one subprocess for all grids (importing audiocraft costs ~15 s per process); the driver
+records the XPs each `dora grid` lists, and replaces SLURM submission by a record of what would be submitted.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import dora_env
+
+pytestmark = pytest.mark.slow
+
+CODEC_GRIDS = {"mmd_codec_weights": 5, "mmd_codec_kernels": 4, "mmd_codec_decoding": 3,
+               "mmd_codec_quantizers": 6, "mmd_codec_finetune": 2}
+LM_GRIDS = {"mmd_musicgen": 4, "mmd_musicgen_quantizers": 3}
+
+DRIVER = r"""
+import contextlib, io, json, sys
+import dora.grid, dora.shep
+from dora.__main__ import main as dora_main
+
+codec_grids, lm_grids = json.loads(sys.argv[1])
+listed, submitted = {}, []
+stock_run_grid = dora.grid.run_grid
+
+def recording_run_grid(main, explorer, grid_name, *args, **kwargs):
+    sheeps = stock_run_grid(main, explorer, grid_name, *args, **kwargs)
+    listed[grid_name] = [{"sig": s.xp.sig, "argv": list(s.xp.argv)} for s in sheeps]
+    return sheeps
+
+dora.grid.run_grid = recording_run_grid
+dora.shep.Shepherd._submit = lambda self, job_array: submitted.extend(s.xp.sig for s in job_array.sheeps)
+
+def grid(name, *flags):
+    out = io.StringIO()
+    sys.argv = ["dora", "-P", "mmd_audiocraft", "grid", name, *flags]
+    with contextlib.redirect_stdout(out):
+        dora_main()
+    return {"stdout": out.getvalue(), "xps": listed.pop(name)}
+
+results = {name: grid(name, "--dry_run", "--init") for name in codec_grids + lm_grids}
+
+from mmd_audiocraft.grids import _chain, _paper
+from mmd_audiocraft.train import main
+
+codec = _chain.codec_xp(_paper.codec_overrides("baseline"))  # pretend the baseline codec finished
+(codec.folder / "checkpoint.th").write_bytes(b"")
+(codec.folder / "history.json").write_text(json.dumps([{"train": {}}] * int(codec.cfg.optim.epochs)))
+results["finished_codec"] = codec.sig
+results["rerun"] = grid("mmd_musicgen")  # a real (not dry) run: submissions are recorded, not sent
+results["rerun"]["submitted"] = submitted
+
+paper = main.get_xp(["solver=compression/encodec_mmd_musicgen_32khz"]).cfg
+pvq = main.get_xp(["solver=compression/encodec_mmd_musicgen_32khz", "model=encodec/encodec_pvq_nq4"]).cfg
+results["paper"] = {
+    "losses.inde": paper.losses.inde, "macro_batch": paper.inde.macro_batch, "every": paper.inde.every,
+    "kernel": paper.inde.kernel, "pattern": paper.inde.codebooks_pattern.modeling,
+    "epochs": paper.optim.epochs, "updates": paper.optim.updates_per_epoch, "betas": list(paper.optim.adam.betas),
+    "lr": paper.optim.lr, "batch": paper.dataset.batch_size, "segment": paper.dataset.segment_duration,
+    "sample_rate": paper.sample_rate, "n_q": paper.rvq.n_q, "bins": paper.rvq.bins,
+    "hop": __import__("math").prod(paper.seanet.ratios), "quantizer": paper.encodec.quantizer,
+    "pvq_quantizer": pvq.encodec.quantizer, "pvq": dict(pvq.pvq), "pvq_hop": __import__("math").prod(pvq.seanet.ratios),
+}
+print("@@RESULTS@@" + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def grids(tmp_path_factory) -> dict:
+    dora_dir = tmp_path_factory.mktemp("grids") / "dora"
+    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps([list(CODEC_GRIDS), list(LM_GRIDS)])],
+                          env=dora_env(dora_dir), cwd=dora_dir.parent, capture_output=True, text=True,
+                          timeout=600)
+    marker = "@@RESULTS@@"
+    if proc.returncode != 0 or marker not in proc.stdout:
+        raise AssertionError(f"grid driver failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    results = json.loads(proc.stdout.split(marker, 1)[1])
+    results["dora_dir"] = dora_dir
+    return results
+
+
+def sigs(grids: dict, name: str) -> list[str]:
+    return [xp["sig"] for xp in grids[name]["xps"]]
+
+
+def codec_sig(argv: list[str]) -> str:
+    (arg,) = [a for a in argv if a.startswith("compression_model_checkpoint=")]
+    value = arg.split("=", 1)[1].strip('"')  # Dora quotes string values for Hydra
+    assert value.startswith("//sig/"), arg
+    return value[len("//sig/"):]
+
+
+@pytest.mark.parametrize("name", [*CODEC_GRIDS, *LM_GRIDS])
+def test_each_grid_lists_its_xps_with_distinct_signatures_and_inits_them(grids, name):
+    expected = {**CODEC_GRIDS, **LM_GRIDS}[name]
+    listed = sigs(grids, name)
+    assert len(listed) == expected and len(set(listed)) == expected
+    for xp in grids[name]["xps"]:  # --init wrote each XP's argv (the last grid listing it), for `dora run -f`
+        assert (grids["dora_dir"] / "xps" / xp["sig"] / ".argv.json").is_file()
+    assert "Traceback" not in grids[name]["stdout"]
+
+
+def test_codec_grids_share_their_definitions(grids):
+    weights, kernels = sigs(grids, "mmd_codec_weights"), sigs(grids, "mmd_codec_kernels")
+    decoding, quantizers = sigs(grids, "mmd_codec_decoding"), sigs(grids, "mmd_codec_quantizers")
+    baseline, mmd_delay = weights[0], weights[3]  # weights 0 and 1e3
+    assert decoding[0] == baseline and decoding[2] == mmd_delay and decoding[1] not in weights
+    assert kernels[0] == mmd_delay  # Gaussian kernel at 1e3 = the default MMD codec
+    assert quantizers[:2] == [baseline, mmd_delay]
+    assert not set(sigs(grids, "mmd_codec_finetune")) & set(weights)  # continue_from is part of the sig
+
+
+def test_lms_point_at_the_codec_grids_signatures(grids):
+    decoding = sigs(grids, "mmd_codec_decoding")
+    lms = {name: xp["argv"] for name, xp in zip(("delay", "mmd_parallel", "mmd", "flatten"),
+                                                 grids["mmd_musicgen"]["xps"])}
+    assert [codec_sig(lms[n]) for n in ("delay", "mmd_parallel", "mmd", "flatten")] == [
+        decoding[0], decoding[1], decoding[2], decoding[0]]
+    assert 'codebooks_pattern.modeling="unroll"' in lms["flatten"]
+    assert all("solver=musicgen/musicgen_base_32khz" in argv for argv in lms.values())
+    quantizers = sigs(grids, "mmd_codec_quantizers")
+    assert [codec_sig(xp["argv"]) for xp in grids["mmd_musicgen_quantizers"]["xps"]] == [
+        quantizers[0], quantizers[2], quantizers[4]]  # RVQ, PVQ, PVQ w/ dropout, no MMD
+
+
+def test_lms_wait_for_unfinished_codecs_and_are_scheduled_once_they_finish(grids):
+    first = grids["mmd_musicgen"]
+    for xp in first["xps"]:  # nothing trained yet: every LM waits, and is shown so in the table
+        assert re.search(rf"LM \w+ \({xp['sig']}\) waits for codec {codec_sig(xp['argv'])}", first["stdout"])
+    table = first["stdout"].split("Monitoring Grid", 1)[1]
+    assert len(re.findall(r"waiting", table)) == 4
+
+    rerun, finished = grids["rerun"], grids["finished_codec"]
+    on_finished = {xp["sig"] for xp in rerun["xps"] if codec_sig(xp["argv"]) == finished}
+    assert len(on_finished) == 2  # delay and flatten LMs read the baseline codec
+    assert set(rerun["submitted"]) == on_finished  # only they are submitted, each once
+    assert len(rerun["submitted"]) == 2
+    for xp in rerun["xps"]:
+        waits = f"({xp['sig']}) waits for codec" in rerun["stdout"]
+        assert waits == (xp["sig"] not in on_finished)
+    assert "ready" in rerun["stdout"].split("Monitoring Grid", 1)[1]
+
+
+def test_paper_codec_config_composes_with_the_papers_settings(grids):
+    paper = grids["paper"]
+    assert paper["losses.inde"] == 1000 and paper["macro_batch"] == 32 and paper["every"] == 32
+    assert (paper["kernel"], paper["pattern"]) == ("gaussian", "delay")
+    assert paper["epochs"] * paper["updates"] == 600_000
+    assert paper["betas"] == [0.5, 0.9] and paper["lr"] == 3e-4 and paper["batch"] == 64
+    assert paper["segment"] == 1 and paper["sample_rate"] == 32000 and paper["hop"] == 640
+    assert (paper["n_q"], paper["bins"], paper["quantizer"]) == (4, 2048, "rvq")
+    assert paper["pvq_quantizer"] == "pvq" and paper["pvq_hop"] == 640
+    assert paper["pvq"] == {"n_q": 4, "bins": 2048, "decay": 0.99, "kmeans_init": True, "kmeans_iters": 50,
+                            "threshold_ema_dead_code": 2, "hierarchical_dropout": False}

@@ -1,0 +1,411 @@
+"""`mmd-audiocraft measure`: streaming, counting and errors with a fake codec (fast), then end to end on a codec
+trained through our Dora main, checked against codes encoded here by an independent path (slow)."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmd_audiocraft import cli, measure
+from mmd_audiocraft.metrics import independence_report
+from mmd_audiocraft.models import LoadedModel
+
+from .conftest import MUSIC_FIXTURE, TINY, dora_env, run_dora, xp_dirs
+
+# ------------------------------------------------------------------------------------------ fake codec
+HOP, SR, K, BINS = 10, 100, 3, 5  # 10 codec frames per second
+
+
+class FakeQuantizer:
+    """Per-codebook "VQ layers" whose decode is a one-hot embedding of the code: [B, BINS, T]."""
+
+    class Layer:
+        def decode(self, codes):
+            return torch.nn.functional.one_hot(codes, BINS).transpose(1, 2).float()
+
+    class VQ:
+        def __init__(self):
+            self.layers = [FakeQuantizer.Layer() for _ in range(K)]
+
+    def __init__(self):
+        self.vq = self.VQ()
+
+
+class FakeCodec:
+    """Encodes each frame of HOP samples to the K codes written in its first K samples (so tests choose codes)."""
+    sample_rate, channels, frame_rate, num_codebooks, cardinality = SR, 1, SR / HOP, K, BINS
+
+    def __init__(self, corrupt=None):
+        self.quantizer = FakeQuantizer()
+        self.corrupt = corrupt
+        self.batch_sizes = []
+
+    def encode(self, x):
+        self.batch_sizes.append(x.shape[0])
+        T = x.shape[-1] // HOP
+        codes = x[:, 0, : T * HOP].reshape(x.shape[0], T, HOP)[:, :, :K].round().long().transpose(1, 2)
+        if self.corrupt == "range":
+            codes = codes + BINS
+        elif self.corrupt == "shape":
+            codes = codes[:, 0]
+        elif self.corrupt == "float":
+            codes = codes.float()
+        return codes, None
+
+
+def fake_audio(codes: np.ndarray) -> np.ndarray:
+    """Samples whose frame t starts with codes[:, t]."""
+    frames = np.zeros((codes.shape[1], HOP))
+    frames[:, :K] = codes.T
+    return frames.reshape(-1)
+
+
+def loaded(model) -> LoadedModel:
+    return LoadedModel(model, "fake", "fake", "checkpoint", {"class": "FakeCodec", "frame_rate": 10.0})
+
+
+@pytest.fixture
+def fake_data(tmp_path, monkeypatch):
+    """Three files of 2.5 s, 1.0 s and 0.25 s with random codes; read_segment slices them (no audiocraft)."""
+    rng = np.random.default_rng(0)
+    seconds = [2.5, 1.0, 0.25]
+    codes = {}
+    files = []
+    for i, sec in enumerate(seconds):
+        path = tmp_path / f"f{i}.wav"
+        path.write_bytes(b"")
+        codes[path] = rng.integers(0, BINS, size=(K, int(sec * SR / HOP)))
+        codes[path][1] = (codes[path][0] + (rng.random(codes[path].shape[1]) < 0.2)) % BINS  # dependence
+        files.append(measure.AudioFile(path, sec, SR))
+    audio = {p: fake_audio(c) for p, c in codes.items()}
+
+    def read_segment(seg, sample_rate, channels):
+        assert (sample_rate, channels) == (SR, 1)
+        return torch.from_numpy(audio[seg.file.path][seg.start: seg.start + seg.length]).float()[None]
+
+    monkeypatch.setattr(measure, "read_segment", read_segment)
+    return files, codes
+
+
+def expected_rows(files, codes, segment_seconds, pattern):
+    """Tuples by hand: per file, per segment of segment_seconds, delay d_k = k (or none), item-major."""
+    seg_frames = int(round(segment_seconds * SR)) // HOP
+    out = []
+    for f in files:
+        c = codes[f.path]
+        for s0 in range(0, c.shape[1], seg_frames):
+            seg = c[:, s0: s0 + seg_frames]
+            if pattern == "parallel":
+                out += [tuple(seg[:, t]) for t in range(seg.shape[1])]
+            else:  # step s holds z_k[s - k] for s in [K-1, T)
+                out += [tuple(seg[k, s - k] for k in range(K)) for s in range(K - 1, seg.shape[1])]
+    return np.array(out, dtype=np.int64).reshape(-1, K)
+
+
+@pytest.mark.parametrize("pattern", ["delay", "parallel"])
+def test_streamed_counts_equal_hand_built_tuples(fake_data, pattern):
+    files, codes = fake_data
+    model = FakeCodec()
+    result = measure.measure_model(loaded(model), files, pattern=pattern, segment_seconds=0.8, batch_size=2,
+                                   null_shuffles=1, mmd_rows=64, progress=False)
+    rows = expected_rows(files, codes, 0.8, pattern)
+    assert result["n_frames"] == len(rows)
+    # 2.5 s -> 0.8, 0.8, 0.8, 0.1; 1.0 -> 0.8, 0.2; 0.25 -> 0.25: tails of 1 or 2 frames give no delay tuple
+    assert result["skipped_segments"] == (3 if pattern == "delay" else 0)
+    assert result["n_segments"] + result["skipped_segments"] == 7
+    assert result["n_codec_frames"] == sum(8 if s == 0.8 else int(s * 10) for s in
+                                           ([0.8] * 3 + [0.1, 0.8, 0.2, 0.25] if pattern == "parallel"
+                                            else [0.8] * 4))
+    assert max(model.batch_sizes) <= 2
+    expected = independence_report(rows, bins=BINS, null_shuffles=1)
+    for key in ("usage", "pairwise", "each_vs_rest", "total_correlation", "protocol"):
+        assert result[key] == expected[key], key  # same counts, same arithmetic: exactly equal
+    assert result["usage"][0]["used_codes"] == len(np.unique(rows[:, 0]))
+    assert result["delays"] == ([0, 1, 2] if pattern == "delay" else None)
+    assert result["schema"] == measure.MEASURE_SCHEMA and result["pattern"] == pattern
+
+
+def test_max_frames_stops_at_exactly_that_many_tuples(fake_data):
+    files, codes = fake_data
+    model = FakeCodec()
+    result = measure.measure_model(loaded(model), files, pattern="parallel", segment_seconds=0.5, batch_size=1,
+                                   max_frames=17, null_shuffles=0, mmd_rows=0, progress=False)
+    rows = expected_rows(files, codes, 0.5, "parallel")[:17]
+    assert result["n_frames"] == 17 and result["max_frames"] == 17
+    assert len(model.batch_sizes) == 4  # 5 frames per segment: stops after the 4th segment
+    assert result["usage"] == independence_report(rows, bins=BINS, null_shuffles=0)["usage"]
+    assert result["mmd"]["disjoint"] is None and "skipped" in result["mmd"]["note"]
+
+
+def test_batch_size_does_not_change_the_counts(fake_data):
+    files, _ = fake_data
+    one, many = (measure.measure_model(loaded(FakeCodec()), files, segment_seconds=0.5, batch_size=b,
+                                       null_shuffles=1, mmd_rows=0, progress=False) for b in (1, 16))
+    assert one["pairwise"] == many["pairwise"] and one["n_frames"] == many["n_frames"]
+
+
+def test_mmd_sees_dependent_vectors(tmp_path, monkeypatch):
+    """One-hot vectors: codebook 1 a copy of codebook 0 gives a clearly positive MMD^2, independent ~ 0."""
+    rng = np.random.default_rng(1)
+    values = {}
+    for name, dependent in (("dep", True), ("ind", False)):
+        c = rng.integers(0, BINS, size=(K, 3000))
+        if dependent:
+            c[1] = c[0]
+        path = tmp_path / f"{name}.wav"
+        path.write_bytes(b"")
+        audio = fake_audio(c)
+        monkeypatch.setattr(measure, "read_segment", lambda seg, sr, ch, a=audio: torch.from_numpy(
+            a[seg.start: seg.start + seg.length]).float()[None])
+        res = measure.measure_model(loaded(FakeCodec()), [measure.AudioFile(path, 300.0, SR)],
+                                    pattern="parallel", segment_seconds=50, null_shuffles=0, mmd_rows=600,
+                                    progress=False)
+        assert res["mmd"]["rows"] == 600 and res["mmd"]["kernel"] == "gaussian"
+        values[name] = res["mmd"]
+    assert values["dep"]["disjoint"] > 0.03 and values["dep"]["paper"] > 0.03
+    assert abs(values["ind"]["disjoint"]) < 0.015 and abs(values["ind"]["paper"]) < 0.015
+
+
+def test_vector_sample_is_uniform_over_the_stream():
+    """Each of 50 streamed rows is kept with probability 10/50 whatever its batch (a biased reservoir that
+    re-subsamples kept + new rows favours the last batch: 0.5 instead of 0.2)."""
+    n, cap, trials = 50, 10, 2000
+    hits = np.zeros(n)
+    for seed in range(trials):
+        sample = measure.VectorSample(cap, seed)
+        for start in range(0, n, 10):
+            sample.add(torch.arange(start, start + 10, dtype=torch.float32)[:, None, None])
+        kept = sample.rows[:, 0, 0].long().numpy()
+        assert len(set(kept.tolist())) == cap
+        hits[kept] += 1
+    expected, sd = trials * cap / n, np.sqrt(trials * (cap / n) * (1 - cap / n))
+    assert np.abs(hits - expected).max() < 5 * sd
+
+
+def test_bad_codes_are_one_line_errors(fake_data, monkeypatch, capsys, tmp_path):
+    files, _ = fake_data
+    for corrupt, words in (("range", "outside [0, 5)"), ("shape", "shape"), ("float", "integers")):
+        with pytest.raises(measure.MeasureInputError, match=words.replace("[", r"\[").replace(")", r"\)")):
+            measure.measure_model(loaded(FakeCodec(corrupt)), files, progress=False)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"path": str(f.path), "duration": f.duration,
+                                            "sample_rate": SR}) + "\n" for f in files))
+    monkeypatch.setattr(measure, "load_compression_model", lambda spec, device: loaded(FakeCodec("range")))
+    assert cli.main(["measure", "--model", "fake", "--data", str(manifest), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "outside [0, 5)" in err[0]
+
+
+def test_plan_segments_and_manifest_reading(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"")
+    with gzip.open(tmp_path / "data.jsonl.gz", "wt") as f:  # relative path: resolved beside the manifest
+        f.write(json.dumps({"path": "a.wav", "duration": 2.05, "sample_rate": 8000}) + "\n")
+    manifest, files = measure.read_manifest(tmp_path)
+    assert manifest.name == "data.jsonl.gz" and files[0].path == tmp_path / "a.wav"
+    segs = measure.plan_segments(files, 0.5)
+    assert [(s.start, s.length) for s in segs] == [(0, 4000), (4000, 4000), (8000, 4000), (12000, 4000),
+                                                   (16000, 400)]
+
+
+# ------------------------------------------------------------------------------------------ errors
+@pytest.fixture
+def fixture_manifest(tmp_path) -> Path:
+    """A manifest of the committed real-music wavs (3 s, 16 kHz mono), written by hand."""
+    folder = tmp_path / "evaluate"
+    folder.mkdir()
+    lines = [json.dumps({"path": str(p), "duration": 3.0, "sample_rate": 16000}) for p in
+             sorted(MUSIC_FIXTURE.glob("*.wav"))]
+    (folder / "data.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def one_line_error(capsys, argv) -> str:
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmd-audiocraft measure: error:"), captured.err
+    assert captured.out == ""
+    return lines[0]
+
+
+def test_bad_data_and_bad_models_exit_2_with_one_line(tmp_path, fixture_manifest, capsys):
+    data = ["--data", str(fixture_manifest)]
+    assert "no such manifest" in one_line_error(capsys, ["measure", "--model", "x", "--data",
+                                                          str(tmp_path / "missing")])
+    (tmp_path / "empty").mkdir()
+    assert "data.jsonl" in one_line_error(capsys, ["measure", "--model", "x", "--data", str(tmp_path / "empty")])
+    (tmp_path / "empty" / "data.jsonl").write_text("\n")
+    assert "lists no audio" in one_line_error(capsys, ["measure", "--model", "x", "--data",
+                                                       str(tmp_path / "empty")])
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone" / "data.jsonl").write_text(json.dumps({"path": "/nope.wav", "duration": 1,
+                                                               "sample_rate": 16000}) + "\n")
+    assert "/nope.wav not found" in one_line_error(capsys, ["measure", "--model", "x", "--data",
+                                                            str(tmp_path / "gone")])
+
+    random_file = tmp_path / "random.th"
+    random_file.write_bytes(np.random.default_rng(0).bytes(3000))
+    assert "cannot read" in one_line_error(capsys, ["measure", "--model", str(random_file), *data])
+    no_cfg = tmp_path / "no_cfg.th"
+    torch.save({"best_state": {"model": {"w": torch.zeros(2)}}}, no_cfg)
+    assert "no 'xp.cfg'" in one_line_error(capsys, ["measure", "--model", str(no_cfg), *data])
+    lm = tmp_path / "state_dict.bin"  # what audiocraft.utils.export.export_lm writes for a MusicGen LM
+    torch.save({"best_state": {"w": torch.zeros(2)}, "xp.cfg": "solver: musicgen\nlm_model: transformer_lm\n",
+                "exported": True, "version": "1.3.0"}, lm)
+    assert "'musicgen' checkpoint, not a compression model" in one_line_error(
+        capsys, ["measure", "--model", str(lm), *data])
+    assert "no checkpoint.th" in one_line_error(capsys, ["measure", "--model", str(tmp_path / "empty"), *data])
+    assert "no such file" in one_line_error(capsys, ["measure", "--model", str(tmp_path / "nope.th"), *data])
+
+
+def run_cli(args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mmd_audiocraft.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env or dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
+def test_help_lists_measure(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0 and "measure" in capsys.readouterr().out
+
+
+def test_process_exit_code_and_single_stderr_line(tmp_path):
+    proc = run_cli(["measure", "--model", "x", "--data", str(tmp_path / "missing")])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="session")
+def trained_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """(dora dir, XP folder) of the tiny codec after one short epoch through our main."""
+    dora_dir = tmp_path_factory.mktemp("measure") / "dora"
+    run_dora(["run", *TINY], dora_dir, tiny_corpus)
+    (xp,) = xp_dirs(dora_dir)
+    return dora_dir, xp
+
+
+@pytest.fixture(scope="module")
+def independent_codes(trained_codec, tiny_corpus) -> tuple[list[np.ndarray], int]:
+    """Codes [K, T] of each 1 s segment of the evaluate manifest's files, in order, from audiocraft's own loader
+    and soundfile reads (not the CLI's path), and the codebook size."""
+    import soundfile as sf
+    from audiocraft.solvers.compression import CompressionSolver
+
+    from mmd_audiocraft.environment import prepare_environment
+    from mmd_audiocraft.solvers import install_solver_selection
+
+    prepare_environment()
+    install_solver_selection()
+    with pytest.MonkeyPatch.context() as mp:  # torch >= 2.6 cannot load training checkpoints weights-only
+        mp.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        model = CompressionSolver.model_from_checkpoint(trained_codec[1] / "checkpoint.th")
+    manifest = tiny_corpus / "music_16khz" / "evaluate" / "data.jsonl"
+    out = []
+    for line in manifest.read_text().splitlines():
+        wav, sr = sf.read(json.loads(line)["path"], dtype="float32")
+        assert sr == model.sample_rate and wav.ndim == 1
+        for start in range(0, len(wav), sr):
+            with torch.no_grad():
+                out.append(model.encode(torch.from_numpy(wav[start: start + sr])[None, None])[0][0].numpy())
+    return out, model.cardinality
+
+
+def rows_of(codes: list[np.ndarray], pattern: str) -> np.ndarray:
+    """Tuples by hand: frames (parallel) or step s = (z_k[s - k])_k for s in [K-1, T) (delay), item-major."""
+    rows = []
+    for c in codes:
+        n_q, T = c.shape
+        if pattern == "parallel":
+            rows += [c[:, t] for t in range(T)]
+        else:
+            rows += [np.array([c[k, s - k] for k in range(n_q)]) for s in range(n_q - 1, T)]
+    return np.stack(rows).astype(np.int64)
+
+
+def assert_consistent(result: dict, rows: np.ndarray, bins: int) -> None:
+    expected = independence_report(rows, bins=bins)
+    assert result["n_frames"] == len(rows) == expected["n_frames"]
+    assert result["bins"] == bins and result["num_codebooks"] == rows.shape[1]
+    assert [u["used_codes"] for u in result["usage"]] == [len(np.unique(rows[:, k])) for k in range(rows.shape[1])]
+    for key in ("usage", "pairwise", "each_vs_rest"):
+        for got, want in zip(result[key], expected[key]):
+            assert got == pytest.approx(want, abs=1e-9), key
+    got, want = dict(result["total_correlation"]), dict(expected["total_correlation"])
+    assert got.pop("codebooks") == want.pop("codebooks") == list(range(rows.shape[1]))
+    assert got == pytest.approx(want, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_measure_sig_end_to_end(trained_codec, tiny_corpus, independent_codes, tmp_path):
+    dora_dir, xp = trained_codec
+    out_json, out_png = tmp_path / "out" / "report.json", tmp_path / "out" / "each_vs_rest.png"
+    data = tiny_corpus / "music_16khz" / "evaluate"
+    proc = run_cli(["measure", "--model", f"//sig/{xp.name}", "--data", str(data), "--segment", "1",
+                    "--json", str(out_json), "--plot", str(out_png)], env=dora_env(dora_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for heading in ("Codebook usage", "Pairwise mutual information", "Each codebook vs the rest",
+                    "Total correlation", "Paper protocol", "MMD^2", "%J = 100 * TC / H(joint)"):
+        assert heading in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+    result = json.loads(out_json.read_text())
+    assert result["schema"] == measure.MEASURE_SCHEMA and result["schema_version"] == 1
+    assert result["model"] == f"//sig/{xp.name}" and Path(result["model_source"]) == xp / "checkpoint.th"
+    assert result["pattern"] == "delay" and result["delays"] == [0, 1, 2, 3]
+    assert result["n_files"] == 4 and result["n_segments"] == 12 and result["audio_seconds"] == 12.0
+    assert set(result["mmd"]) >= {"rows", "disjoint", "paper", "kernel", "bandwidths"}
+    assert result["mmd"]["rows"] == result["n_frames"] and result["mmd"]["disjoint"] is not None
+    assert result["protocol"]["pairs"] and set(result["normalisations"]) == {"pct_joint", "pct_marginal_sum"}
+    codes, bins = independent_codes
+    assert_consistent(result, rows_of(codes, "delay"), bins)
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_measure_checkpoint_path_and_xp_folder(trained_codec, tiny_corpus, independent_codes, tmp_path, capsys):
+    _, xp = trained_codec
+    manifest = tiny_corpus / "music_16khz" / "evaluate" / "data.jsonl"
+    codes, bins = independent_codes
+    rows = rows_of(codes, "parallel")
+    for model in (xp / "checkpoint.th", xp):
+        out = tmp_path / f"{Path(model).name}.json"
+        assert cli.main(["measure", "--model", str(model), "--data", str(manifest), "--segment", "1",
+                         "--pattern", "parallel", "--max-frames", "120", "--batch-size", "3", "--json",
+                         str(out), "--no-progress", "--trust-checkpoint"]) == 0
+        assert "Paper protocol" in capsys.readouterr().out
+        result = json.loads(out.read_text())
+        assert result["max_frames"] == 120 and result["delays"] is None
+        assert_consistent(result, rows[:120], bins)  # 50 frames per 1 s segment: 2.4 segments, item-major
+
+
+@pytest.mark.slow
+def test_untrusted_checkpoint_path_on_weights_only_torch(trained_codec, fixture_manifest, capsys):
+    """torch >= 2.6 loads weights-only by default and cannot rebuild a training checkpoint (EMA defaultdict,
+    numpy metrics): a path without --trust-checkpoint is refused in one line that names the flag."""
+    _, xp = trained_codec
+    argv = ["measure", "--model", str(xp), "--data", str(fixture_manifest), "--max-frames", "10", "--mmd-rows",
+            "0", "--no-progress"]
+    if tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 6):
+        assert "--trust-checkpoint" in one_line_error(capsys, argv)
+    else:  # torch.load unpickles everything anyway
+        assert cli.main(argv) == 0
+
+
+@pytest.mark.slow
+def test_lm_checkpoint_is_refused(trained_codec, tmp_path, fixture_manifest, capsys):
+    """A checkpoint whose XP is not a compression solver (here the codec's, relabelled musicgen)."""
+    _, xp = trained_codec
+    state = torch.load(xp / "checkpoint.th", map_location="cpu", weights_only=False)
+    state["xp.cfg"].solver = "musicgen"
+    torch.save({"xp.cfg": state["xp.cfg"], "best_state": state["best_state"]}, tmp_path / "checkpoint.th")
+    message = one_line_error(capsys, ["measure", "--model", str(tmp_path), "--data", str(fixture_manifest),
+                                      "--trust-checkpoint"])
+    assert "'musicgen' checkpoint, not a compression model" in message

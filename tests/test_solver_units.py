@@ -1,0 +1,343 @@
+"""MMDCompressionSolver's machinery, in-process, on the tiny codec built from composed configs.
+
+The solver is composed exactly as `dora -P mmd_audiocraft run` composes it (`main.get_xp(argv)`), built through
+audiocraft's `get_solver`, and stepped by hand with real batches of the music fixture: the macro-batch pass
+must leave the codebooks alone while training the encoder, quantizer dropout must shrink the loss to the
+codebooks that ran, config mistakes must fail at construction naming the key, and the health guard and the
+weight-free mode must do what their config says. References are computed here, independently of the solver.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from mmd_audiocraft.health import CodebookCollapse, CodebookGuard, codebook_usage
+
+# Small batches keep a training step well under a second on one core.
+SMALL = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "dataset.batch_size=4",
+         "dataset.train.num_samples=32", "dataset.valid.num_samples=8", "dataset.evaluate.num_samples=4",
+         "dataset.generate.num_samples=1"]
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def compose(tmp_path, tiny_corpus, monkeypatch):
+    """compose(*overrides) -> the XP that `dora -P mmd_audiocraft run SMALL overrides` would run."""
+    monkeypatch.setenv("MMD_AUDIOCRAFT_CORPUS", str(tiny_corpus))
+    from audiocraft import train as audiocraft_train
+
+    from mmd_audiocraft.train import main
+
+    dora_dir = tmp_path / "dora"
+    monkeypatch.setattr(main.dora, "dir", dora_dir)
+    monkeypatch.setattr(audiocraft_train.main.dora, "dir", dora_dir)
+
+    def _compose(*overrides: str):
+        return main.get_xp([*SMALL, *overrides])
+
+    return _compose
+
+
+@pytest.fixture
+def build(compose, one_thread):
+    """build(*overrides) -> a freshly seeded MMDCompressionSolver, as our Dora main builds it."""
+    from audiocraft import train as audiocraft_train
+
+    from mmd_audiocraft.solvers import install_solver_selection
+
+    install_solver_selection()
+
+    def _build(*overrides: str):
+        xp = compose(*overrides)
+        torch.manual_seed(0)
+        random.seed(0)
+        np.random.seed(0)
+        with xp.enter():
+            return audiocraft_train.get_solver(xp.cfg)
+
+    return _build
+
+
+@contextlib.contextmanager
+def stage(solver, name: str):
+    """What flashy's run_stage sets around a stage, without its logging."""
+    solver._current_stage = name
+    solver.model.train(name == "train")
+    try:
+        yield
+    finally:
+        solver._current_stage = None
+
+
+def batches(solver, n: int) -> list[torch.Tensor]:
+    it = iter(solver.dataloaders["train"])
+    return [next(it) for _ in range(n)]
+
+
+def quantizer_buffers(solver) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in solver.model.quantizer.state_dict().items()}
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"changed: {different}"
+
+
+def seed_giving(n: int, high: int) -> int:
+    """A seed after which the global generator's next torch.randint(1, high + 1, (1,)) is n."""
+    for seed in range(1000):
+        if int(torch.randint(1, high + 1, (1,), generator=torch.Generator().manual_seed(seed))) == n:
+            return seed
+    raise AssertionError(n)
+
+
+# ------------------------------------------------------------------ macro-batch pass and the codebooks
+def test_macro_batch_pass_leaves_codebooks_alone_and_trains_the_encoder(build):
+    solver = build("losses.inde=1000", "inde.macro_batch=2")
+    q = solver.model.quantizer
+    x = batches(solver, 3)
+    with stage(solver, "train"):
+        for step, batch in enumerate(x):
+            # what the stock training forward alone does to the codebooks (k-means init, EMA, dead codes)
+            before, rng = quantizer_buffers(solver), torch.get_rng_state()
+            with torch.no_grad():
+                q(solver.model.encoder(solver.model.preprocess(batch)[0]), solver.model.frame_rate)
+            expected = quantizer_buffers(solver)
+            with torch.no_grad():
+                for k, v in q.state_dict().items():
+                    v.copy_(before[k])
+            torch.set_rng_state(rng)
+            metrics = solver.run_step(step, batch, {})
+            assert_same_tensors(quantizer_buffers(solver), expected)
+            assert metrics["inde_grad_norm"] > 0 and math.isfinite(float(metrics["inde"]))
+        assert len(solver.inde_state.stored) == 2  # the deque keeps macro_batch batches
+
+        # the pass itself: quantizer buffers (embed, embed_avg, cluster_size, inited) and the global RNG untouched
+        names = {k.rsplit(".", 1)[-1] for k in q.state_dict()}
+        assert {"embed", "embed_avg", "cluster_size", "inited"} <= names
+        before, rng = quantizer_buffers(solver), torch.get_rng_state()
+        solver.model.zero_grad(set_to_none=True)
+        passes = solver._reencode_stored()
+        assert_same_tensors(quantizer_buffers(solver), before)
+        assert torch.equal(torch.get_rng_state(), rng)
+        assert len(passes) == 2 and all(len(p.vectors) == 4 for p in passes)
+        mmd = solver.independence(torch.cat([p.stacked() for p in passes]))
+        mmd.backward()
+        assert_same_tensors(quantizer_buffers(solver), before)
+        encoder_grad = sum(float(p.grad.pow(2).sum()) for p in solver.model.encoder.parameters() if p.grad is not None)
+        assert encoder_grad > 0
+        assert all(p.grad is None for p in solver.model.decoder.parameters())  # only the latents are involved
+
+        # counter-check: the same training-mode quantizer forward, unguarded, does move the codebooks
+        with torch.no_grad():
+            emb = solver.model.encoder(solver.model.preprocess(x[0])[0])
+            q(emb, solver.model.frame_rate)
+        assert any(not torch.equal(before[k], v) for k, v in q.state_dict().items())
+
+
+def _spy_independence(solver, seen: list):
+    original = solver.independence
+
+    def spy(z, pattern=None):
+        seen.append(z.shape[1])
+        return original(z, pattern)
+
+    solver.independence = spy
+
+
+def test_quantizer_dropout_loss_uses_the_codebooks_that_ran(build):
+    solver = build("losses.inde=1000", "rvq.q_dropout=true")
+    ran: list[int] = []
+    solver.model.quantizer.register_forward_hook(lambda m, a, out: ran.append(out.codes.shape[1]))
+    seen: list[int] = []
+    _spy_independence(solver, seen)
+    x = batches(solver, 4)
+    with stage(solver, "train"):
+        for step, n in enumerate([3, 1, 2, 4]):
+            ran.clear()
+            seen.clear()
+            torch.manual_seed(seed_giving(n, 4))  # q_dropout draws n_q from the global generator
+            metrics = solver.run_step(step, x[step], {})
+            assert ran == [n]
+            if n >= 2:
+                assert seen == [n]  # the live pass: exactly the codebooks that ran
+                assert "inde" in metrics
+            else:
+                assert seen == [] and "inde" not in metrics  # one codebook: nothing to make independent
+
+
+def test_quantizer_dropout_with_macro_batch_uses_codebooks_common_to_all_passes(build):
+    solver = build("losses.inde=1000", "rvq.q_dropout=true", "inde.macro_batch=3")
+    ran: list[int] = []
+    solver.model.quantizer.register_forward_hook(lambda m, a, out: ran.append(out.codes.shape[1]))
+    seen: list[int] = []
+    _spy_independence(solver, seen)
+    x = batches(solver, 3)
+    found_mixed = False
+    with stage(solver, "train"):
+        for step in range(3):
+            ran.clear()
+            seen.clear()
+            torch.manual_seed(100 + step)
+            solver.run_step(step, x[step], {})
+            reencoded = ran[1:]  # ran[0] is the live forward, the rest the macro-batch passes
+            assert len(reencoded) == step + 1
+            if min(reencoded) >= 2:
+                assert seen == [min(reencoded)]
+            else:
+                assert seen == []
+            found_mixed |= len(set(reencoded)) > 1 and min(reencoded) >= 2
+    assert found_mixed, "seeds should give passes with different numbers of codebooks"
+
+
+# ------------------------------------------------------------------ configuration errors
+FAST_FAIL = [
+    ("inde.kernel=laplace", "inde.kernel"),
+    ("inde.source=logits", "inde.source"),
+    ("losses.inde=-1", "losses.inde"),
+    ("inde.bandwidths=[0.0,1.0]", "inde.bandwidths"),
+    ("inde.bandwidths=[-5.0]", "inde.bandwidths"),
+    ("inde.estimator=biased", "inde.estimator"),
+    ("inde.macro_batch=0", "inde.macro_batch"),
+]
+NEEDS_CODEC = [
+    ("inde.codebooks_pattern.delay.delays=[0,1]", "inde.codebooks_pattern.delay.delays"),
+    ("inde.codebooks_pattern.modeling=unroll", "inde.codebooks_pattern"),
+]
+
+
+@pytest.mark.parametrize("override,key", FAST_FAIL)
+def test_config_errors_fail_before_data_and_model_naming_the_key(build, monkeypatch, override, key):
+    from audiocraft.solvers import builders
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the dataloaders were built before the config was checked")
+
+    monkeypatch.setattr(builders, "get_audio_datasets", not_reached)
+    overrides = [override] if override.startswith("losses.") else ["losses.inde=1000", override]
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        build(*overrides)
+
+
+@pytest.mark.parametrize("override,key", NEEDS_CODEC)
+def test_pattern_errors_fail_at_construction_naming_the_key(build, override, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        build("losses.inde=1000", override)
+
+
+# ------------------------------------------------------------------ codebook health
+def test_codebook_usage_matches_numpy():
+    rng = np.random.default_rng(0)
+    codes = np.stack([rng.integers(0, 16, size=(3, 40)), np.full((3, 40), 5), rng.integers(0, 3, size=(3, 40))], 1)
+    entropy, used = codebook_usage(torch.from_numpy(codes), bins=16)
+    for k in range(3):
+        _, counts = np.unique(codes[:, k].ravel(), return_counts=True)
+        p = counts / counts.sum()
+        assert float(entropy[k]) == pytest.approx(float(-(p * np.log2(p)).sum()), abs=1e-5)
+        assert float(used[k]) == pytest.approx(len(counts) / 16)
+
+
+def test_guard_warns_once_per_collapse_with_reference_and_ema(caplog):
+    guard = CodebookGuard(min_entropy_fraction=0.5, min_entropy_bits=0.5, reference_steps=3, ema_decay=0.5)
+    caplog.set_level(logging.WARNING)
+    for h in ([6.0, 4.0], [6.0, 4.0], [6.0, 4.0]):
+        assert guard.update(h) == ()
+    assert guard.reference == pytest.approx([6.0, 4.0])
+    ema = [6.0, 4.0]
+    history = [[6.0, 1.0], [6.0, 1.0], [6.0, 1.0], [6.0, 4.0], [6.0, 4.0], [6.0, 4.0], [0.2, 4.0], [0.2, 4.0]]
+    returned = []
+    for h in history:
+        ema = [0.5 * e + 0.5 * x for e, x in zip(ema, h)]
+        low = tuple(k for k in range(2) if ema[k] < 0.5 * [6.0, 4.0][k] or ema[k] < 0.5)
+        returned.append(guard.update(h))
+        assert guard.collapsed == low
+    # codebook 1 collapses (ema 2.5 -> 1.75 < 2), recovers, then codebook 0 collapses
+    assert [r for r in returned if r] == [(1,), (0,)]
+    warnings = [r for r in caplog.records if "collapsed" in r.getMessage()]
+    assert len(warnings) == 2 and "codebook 1" in warnings[0].getMessage()
+
+
+def test_guard_absolute_floor_stop_action_and_state_round_trip():
+    guard = CodebookGuard(min_entropy_fraction=0.0, min_entropy_bits=1.0, reference_steps=1, ema_decay=0.0,
+                          action="stop")
+    guard.update([0.8, 3.0])  # reference step: never judged
+    clone = CodebookGuard(min_entropy_fraction=0.0, min_entropy_bits=1.0, reference_steps=1, ema_decay=0.0,
+                          action="stop")
+    clone.load_state_dict(copy.deepcopy(guard.state_dict()))
+    assert clone.update([2.0, 3.0]) == guard.update([2.0, 3.0]) == ()
+    with pytest.raises(CodebookCollapse, match="codebook 0"):
+        guard.update([0.3, 3.0])
+    with pytest.raises(ValueError, match="inde.guard.action"):
+        CodebookGuard(action="ignore")
+
+
+def test_guard_in_the_solver_reduce_halves_the_weight_and_stop_raises(build, caplog):
+    # every codebook is "collapsed" by an absolute floor above log2(128) bits: the guard fires after 1 step
+    solver = build("losses.inde=1000", "inde.guard.reference_steps=1", "inde.guard.min_entropy_bits=100",
+                   "inde.guard.action=reduce")
+    caplog.set_level(logging.WARNING)
+    x = batches(solver, 4)
+    with stage(solver, "train"):
+        weights = [solver.run_step(i, x[i], {})["inde_weight"] for i in range(3)]
+        assert weights == [1000.0, 1000.0, 500.0]  # halved once, at the collapse, not at every step
+        assert solver.inde_state.weight_scale == 0.5
+        assert any("halving the independence weight" in r.getMessage() for r in caplog.records)
+        assert any("Codebook usage collapsed" in r.getMessage() for r in caplog.records)
+        solver.inde_state.guard = CodebookGuard(reference_steps=1, min_entropy_bits=100, action="stop")
+        solver.run_step(3, x[3], {})
+        with pytest.raises(CodebookCollapse):
+            solver.run_step(4, x[0], {})
+
+
+# ------------------------------------------------------------------ weight-free mode and divergence
+def test_grad_ratio_mode_reaches_the_requested_ratio(build):
+    solver = build("losses.inde=1000", "inde.grad_ratio=0.1")
+    x = batches(solver, 8)
+    with stage(solver, "train"):
+        ratios = [solver.run_step(i, x[i], {})["inde_grad_ratio"] for i in range(8)]
+    assert ratios[0] > 10  # the first step has no norm estimates yet: raw weight 1000
+    assert all(0.05 < r < 0.2 for r in ratios[-3:]), ratios
+
+
+def test_non_finite_independence_loss_stops_before_the_update(build, monkeypatch):
+    from mmd_audiocraft.solvers import compression
+
+    solver = build("losses.inde=1000")
+    x = batches(solver, 2)
+    with stage(solver, "train"):
+        solver.run_step(0, x[0], {})
+        params = {k: v.detach().clone() for k, v in solver.model.named_parameters()}
+        real = compression.independence_loss
+        monkeypatch.setattr(compression, "independence_loss", lambda *a, **kw: real(*a, **kw) * float("nan"))
+        with pytest.raises(FloatingPointError, match="independence loss is nan"):
+            solver.run_step(1, x[1], {})
+    assert_same_tensors({k: v.detach() for k, v in solver.model.named_parameters()}, params)
+
+
+def test_independence_state_round_trip_restores_generators(build, tmp_path):
+    solver = build("losses.inde=1000", "inde.macro_batch=2")
+    state = solver.inde_state
+    state.stored.append(torch.randn(2, 1, 160))
+    state.step, state.ema = 7, {"rec": 0.5}
+    path = tmp_path / "state.th"
+    torch.save(state.state_dict(), path)
+    expected = (torch.rand(3), random.random(), np.random.rand(), torch.rand(2, generator=state.generator))
+    state.load_state_dict(torch.load(path, weights_only=False))
+    again = (torch.rand(3), random.random(), np.random.rand(), torch.rand(2, generator=state.generator))
+    assert torch.equal(expected[0], again[0]) and expected[1:3] == again[1:3] and torch.equal(expected[3], again[3])
+    assert state.step == 7 and state.ema == {"rec": 0.5} and len(state.stored) == 1
