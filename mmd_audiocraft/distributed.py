@@ -37,6 +37,19 @@ def is_distributed() -> bool:
     return world_size() > 1
 
 
+def init_distributed(device: str) -> None:
+    """Dora's process-group init with a backend that fits ``device``: NCCL for CUDA, gloo otherwise.
+
+    audiocraft calls dora's init with its NCCL default, which refuses to start on machines without GPUs; calling
+    this first (it is a no-op for a single process and idempotent) makes `dora run -d --ddp_workers N` and
+    torchrun work on CPU too. Environment variables come from Dora, torchrun or SLURM as usual.
+    """
+    from dora import distrib
+
+    cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    distrib.init(backend="nccl" if cuda else "gloo")
+
+
 class _GatherRows(torch.autograd.Function):
     """Forward: every process's rows, concatenated in rank order. Backward: this rank's slice of the gradient
     summed over all processes.

@@ -432,6 +432,8 @@ def format_table(result: dict) -> str:
                   f"{_f(proto['corrected_pct_marginal_sum'], '.3f', 0)} %",
                   f"  TC bits raw {_f(proto['raw_bits'], '.4f', 0)}, null {_f(proto['null_bits'], '.4f', 0)}, "
                   f"corrected {_f(proto['corrected_bits'], '.4f', 0)}"]
+        if proto["raw_pct_joint"] is None or proto["raw_pct_marginal_sum"] is None:
+            lines.append("  - : undefined, a chosen pair has zero entropy (codebooks that use a single code)")
 
     mmd = result.get("mmd") or {}
     lines += ["", f"MMD^2 of per-codebook vectors ({mmd.get('rows', 0)} sampled tuples, {mmd.get('kernel')} "

@@ -1,13 +1,16 @@
 """Load an audiocraft compression model (codec) from what a user types: a path, `//sig/SIG` or `//pretrained/...`.
 
-Reuses audiocraft's own resolution (`checkpoint.resolve_checkpoint_path` for `//sig/`, the Dora dir and
-AUDIOCRAFT_DORA_DIR included; `builders.get_compression_model` for the network; `CompressionModel.get_pretrained`
-for `//pretrained/`), but reads the checkpoint once and checks it first, so that a wrong file (an LM checkpoint,
-a file that is no checkpoint, an XP folder without checkpoint) gives one clear `ModelLoadError` instead of an
-assertion deep inside audiocraft. Plain paths are checked before audiocraft is imported (fast failures).
+Reuses audiocraft: `checkpoint.resolve_checkpoint_path` for `//sig/` (its Dora dir, AUDIOCRAFT_DORA_DIR
+included), `builders.get_compression_model` for the network (checkpoints and exported files alike) and
+`CompressionModel.get_pretrained` for pretrained names. The checkpoint is read once and checked first, so a
+wrong file (an LM checkpoint, a file that is no checkpoint, an XP folder without checkpoint) gives one clear
+`ModelLoadError` instead of an assertion deep inside audiocraft. Plain paths are checked before audiocraft is
+imported, so they fail fast.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -188,8 +191,8 @@ def _load_pretrained(spec: str, device: str, trust: bool) -> LoadedModel:
     from .environment import prepare_environment
 
     prepare_environment()
-    import os
-
+    if name.startswith("dac_") and importlib.util.find_spec("dac") is None:
+        raise ModelLoadError(f"--model {spec}: {name} needs the descript-audio-codec package (import dac)")
     if name not in BUILTIN_PRETRAINED and os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
         hub_note = " (HF_HUB_OFFLINE is set: only models already in the Hugging Face cache load)"
     else:

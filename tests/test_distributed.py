@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import collections
 import datetime
+import math
+import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,8 @@ from mmd_audiocraft.distributed import (
 )
 from mmd_audiocraft.loss import independence_loss
 from mmd_audiocraft.metrics import CodeCounts
+
+from .conftest import dora_env, history, run_dora, xp_dirs
 
 WORLD = 2
 BATCH = (3, 2)  # items per process: uneven on purpose (rows differ in number)
@@ -256,3 +262,51 @@ def test_gather_rows_rejects_bad_input():
         gather_rows([1.0, 2.0])
     with pytest.raises(ValueError, match="1 to 7 dimensions"):
         gather_rows(torch.tensor(1.0))
+
+
+# -- a real 2-process training run through our Dora main (CPU, gloo) -------------------------------------
+DDP_RUN = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "optim.epochs=1",
+           "optim.updates_per_epoch=2", "dataset.train.num_samples=32", "dataset.valid.num_samples=8",
+           "dataset.evaluate.num_samples=4", "dataset.generate.num_samples=2",
+           "dataset.generate.batch_size=2",  # batch sizes must split over the 2 processes
+           "evaluate.every=1", "losses.inde=1000"]
+
+
+def _summary(log: Path, stage: str) -> dict:
+    """The stage summary a process logged (rank-local line, flashy's formatting: 3 decimals)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text())
+    line = re.findall(rf"{stage} Summary \| Epoch 1 \| (.*)", text)[-1]
+    return dict(item.split("=", 1) for item in line.split(" | "))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher, global_mmd", [("dora -d", True), ("torchrun", False)])
+def test_two_process_training_run(tiny_corpus, tmp_path, launcher, global_mmd):
+    dora_dir = tmp_path / "dora"
+    args = [*DDP_RUN, f"inde.global={str(global_mmd).lower()}"]
+    if launcher == "dora -d":
+        run_dora(["run", "-d", "--ddp_workers", "2", *args], dora_dir, tiny_corpus, timeout=400)
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "dora", "-P", "mmd_audiocraft", "run", *args]
+        proc = subprocess.run(cmd, env=dora_env(dora_dir, tiny_corpus), cwd=tmp_path, capture_output=True,
+                              text=True, timeout=400)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    (xp,) = xp_dirs(dora_dir)
+    metrics = history(xp)[0]
+    assert math.isfinite(metrics["train"]["inde"]) and math.isfinite(metrics["valid"]["inde"])
+
+    # evaluate: information measures of the union of both shards, hence the same on both processes
+    evaluated = [_summary(xp / f"solver.log.{r}", "Evaluate") for r in range(WORLD)]
+    merged = [k for k in evaluated[0] if k.startswith(("tc_", "mi_rest_", "entropy_q"))]
+    assert len(merged) == 4 + 2 * 4
+    assert {k: evaluated[0][k] for k in merged} == {k: evaluated[1][k] for k in merged}
+
+    # checkpoint: each process's loss state, the shared generator in step everywhere
+    checkpoint = torch.load(xp / "checkpoint.th", map_location="cpu", weights_only=False)
+    states = checkpoint["inde_state"]["per_rank"]
+    assert len(states) == WORLD and states[0]["step"] == states[1]["step"] == 2
+    assert not torch.equal(states[0]["generator"], states[1]["generator"])
+    assert torch.equal(states[0]["shared_generator"], states[1]["shared_generator"])
+    fresh = torch.Generator().manual_seed(int(checkpoint["xp.cfg"]["seed"])).get_state()
+    assert torch.equal(states[0]["shared_generator"], fresh) != global_mmd  # global shuffles drew from it

@@ -197,7 +197,7 @@ def test_bad_codes_are_one_line_errors(fake_data, monkeypatch, capsys, tmp_path)
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps({"path": str(f.path), "duration": f.duration,
                                             "sample_rate": SR}) + "\n" for f in files))
-    monkeypatch.setattr(measure, "load_compression_model", lambda spec, device: loaded(FakeCodec("range")))
+    monkeypatch.setattr(measure, "load_compression_model", lambda spec, **kwargs: loaded(FakeCodec("range")))
     assert cli.main(["measure", "--model", "fake", "--data", str(manifest), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "outside [0, 5)" in err[0]
@@ -409,3 +409,18 @@ def test_lm_checkpoint_is_refused(trained_codec, tmp_path, fixture_manifest, cap
     message = one_line_error(capsys, ["measure", "--model", str(tmp_path), "--data", str(fixture_manifest),
                                       "--trust-checkpoint"])
     assert "'musicgen' checkpoint, not a compression model" in message
+
+
+@pytest.mark.slow
+def test_pretrained_debug_codec_resamples_the_data(fixture_manifest, tmp_path, capsys):
+    """audiocraft's built-in 32 kHz debug codec on the 16 kHz fixture: audio converted, 25 Hz frames."""
+    out = tmp_path / "debug.json"
+    assert cli.main(["measure", "--model", "//pretrained/debug_compression_model", "--data", str(fixture_manifest),
+                     "--segment", "1.3", "--json", str(out), "--mmd-rows", "64", "--no-progress"]) == 0
+    capsys.readouterr()
+    result = json.loads(out.read_text())
+    assert result["model_kind"] == "pretrained" and result["model_info"]["sample_rate"] == 32000
+    assert result["num_codebooks"] == 4 and result["bins"] == 400 and result["model_info"]["frame_rate"] == 25
+    assert result["n_segments"] == 12 and result["audio_seconds"] == pytest.approx(12.0)  # 1.3 + 1.3 + 0.4 s
+    assert result["n_frames"] == result["n_codec_frames"] - 3 * result["n_segments"]  # delay drops K-1 per segment
+    assert result["mmd"]["rows"] == 64

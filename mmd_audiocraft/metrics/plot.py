@@ -57,7 +57,7 @@ def plot_each_vs_rest(report_or_reports: dict | Sequence[dict], path: str | Path
                           label=None if null_drawn else "shuffle-null (independent codes)")
                 null_drawn = True
     ax.set_xticks(range(K))
-    ax.set_xticklabels([str(k + 1) for k in range(K)])
+    ax.set_xticklabels([str(k) for k in range(K)])  # 0-based, like the JSON and tables
     ax.set_xlabel("codebook k")
     est = reports[0].get("estimator", "")
     ax.set_ylabel(f"I(z_k; other codebooks) [bits]{' (' + est + ')' if est else ''}")

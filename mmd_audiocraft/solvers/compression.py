@@ -166,13 +166,23 @@ class MMDCompressionSolver(CompressionSolver):
                                             **options)
         return independence_loss(z, pattern=pattern, generator=self.inde_state.generator, **options)
 
-    def _current_weight(self) -> float:
-        """The raw weight, or in weight-free mode the one that makes |grad_inde| = ratio * |grad_rec|."""
-        ema = self.inde_state.ema
-        weight = self.inde_weight
-        if self.inde_cfg.grad_ratio is not None and "rec" in ema and "inde_unit" in ema and ema["inde_unit"] > 0:
-            weight = float(self.inde_cfg.grad_ratio) * ema["rec"] / ema["inde_unit"]
-        return weight * self.inde_state.weight_scale
+    def _ratio_backward(self, mmd: torch.Tensor, passes, retain_graph: bool) -> tuple[float, float]:
+        """Weight-free mode: this step's MMD gradient at the encoder output, scaled to `grad_ratio` x the
+        running reconstruction gradient norm there. The MMD gradient is measured on the step itself (it can
+        change by orders of magnitude between steps, e.g. vanish when codes collapse), and nothing is applied
+        before a reconstruction gradient was seen (the raw `losses.inde` would swamp the first step)."""
+        embs = [p.emb for p in passes]
+        with self.capture.tagging("inde_unit"):
+            grads = torch.autograd.grad(mmd, embs, retain_graph=True, allow_unused=True)
+        pairs = [(e, g) for e, g in zip(embs, grads) if g is not None]
+        unit = math.sqrt(sum(float(g.pow(2).sum()) for _, g in pairs))
+        rec = self.inde_state.ema.get("rec", 0.0)
+        if unit == 0 or rec == 0:
+            return 0.0, 0.0
+        weight = float(self.inde_cfg.grad_ratio) * rec / unit * self.inde_state.weight_scale
+        with self.capture.tagging("inde"):
+            torch.autograd.backward([e for e, _ in pairs], [weight * g for _, g in pairs], retain_graph=retain_graph)
+        return weight, weight * unit
 
     def _reencode_stored(self):
         """Macro-batch passes: the stored audio re-encoded with checkpointing, codebooks left alone."""
@@ -201,13 +211,14 @@ class MMDCompressionSolver(CompressionSolver):
         if not torch.isfinite(mmd):
             raise FloatingPointError(f"the independence loss is {mmd.item()} at step {state.step}: stopping "
                                      "before this epoch's checkpoint is written (the last good one is kept)")
-        weight = self._current_weight()
-        with self.capture.tagging("inde"):
-            (weight * mmd).backward(retain_graph=int(c.macro_batch) == 1)
-        inde_norm = math.sqrt(sum(p.grad_norm_sq("inde") for p in passes))
+        if c.grad_ratio is not None:
+            weight, inde_norm = self._ratio_backward(mmd, passes, retain_graph=int(c.macro_batch) == 1)
+        else:
+            weight = self.inde_weight * state.weight_scale
+            with self.capture.tagging("inde"):
+                (weight * mmd).backward(retain_graph=int(c.macro_batch) == 1)
+            inde_norm = math.sqrt(sum(p.grad_norm_sq("inde") for p in passes))
         self._step_metrics.update(inde=mmd.detach(), inde_weight=weight, inde_grad_norm=inde_norm)
-        if weight > 0:
-            self._update_ema("inde_unit", inde_norm / weight)
 
     def _update_ema(self, key: str, value: float) -> None:
         decay = float(self.inde_cfg.grad_ratio_ema)

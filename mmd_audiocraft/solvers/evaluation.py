@@ -12,9 +12,8 @@ Codes and vectors are grouped along the configured codebooks pattern, like the l
 """
 from __future__ import annotations
 
-import torch
-
 from ..capture import QuantizerPass
+from ..measure import VectorSample
 from ..metrics import CodeCounts, codes_to_rows, independence_report
 from ..patterns import group_rows
 
@@ -24,10 +23,9 @@ class IndependenceEvaluation:
 
     def __init__(self, bins: int, pattern, independence, max_rows: int, null_shuffles: int, seed: int):
         self.bins, self.pattern, self.independence = bins, pattern, independence
-        self.max_rows, self.null_shuffles, self.seed = max_rows, null_shuffles, seed
+        self.null_shuffles, self.seed = null_shuffles, seed
         self.counts: CodeCounts | None = None
-        self.rows: torch.Tensor | None = None
-        self.generator = torch.Generator().manual_seed(seed)
+        self.sample = VectorSample(max_rows, seed)  # uniform over every row seen
 
     def add(self, qpass: QuantizerPass) -> None:
         if len(qpass.vectors) < 2:
@@ -37,17 +35,13 @@ class IndependenceEvaluation:
         if self.counts is None:
             self.counts = CodeCounts(rows.shape[1], self.bins)
         self.counts.update(rows)
-        vectors = group_rows(qpass.stacked().detach().float().cpu(), pattern)
-        self.rows = vectors if self.rows is None else torch.cat([self.rows, vectors])
-        if self.rows.shape[0] > self.max_rows:  # uniform random subset of all rows seen so far
-            keep = torch.randperm(self.rows.shape[0], generator=self.generator)[: self.max_rows]
-            self.rows = self.rows[keep.sort().values]
+        self.sample.add(group_rows(qpass.stacked().detach().float().cpu(), pattern))
 
     def metrics(self) -> dict:
         if self.counts is None:
             return {}
         report = independence_report(self.counts, null_shuffles=self.null_shuffles, seed=self.seed)
-        out = {"inde_heldout": float(self.independence(self.rows[:, :, None, :], "parallel"))}
+        out = {"inde_heldout": float(self.independence(self.sample.rows[:, :, None, :], "parallel"))}
         protocol = report["protocol"]
         out.update(tc_pair_pct=protocol["corrected_pct_joint"], tc_pair_raw_pct=protocol["raw_pct_joint"],
                    tc_pair_null_pct=protocol["null_pct_joint"],
