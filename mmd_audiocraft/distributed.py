@@ -7,7 +7,7 @@ the same state on every process, and computes the MMD of the whole world's rows:
 averaging the update equals the single-process gradient on the concatenated batch.
 
 Works with torch.distributed initialised (gloo or NCCL) and falls back to local computation when it is not, or
-when the world has one process. Imports torch only (no audiocraft, no Dora).
+when the world has one process. Imports torch only (no audiocraft; Dora only inside `init_distributed`).
 """
 from __future__ import annotations
 
@@ -156,21 +156,28 @@ def merge_counts_across_ranks(counts: CodeCounts | None, group=None) -> CodeCoun
     return merged
 
 
-def gather_row_sample(rows: torch.Tensor | None, max_rows: int, seed: int, group=None) -> torch.Tensor | None:
-    """Every process's held-out rows (CPU), concatenated, then a uniform subset of at most ``max_rows`` drawn
-    with a generator seeded by ``seed``, so all processes hold the same sample. ``rows`` unchanged without
-    torch.distributed."""
+def merge_vector_samples(sample, group=None):
+    """Merge every process's bottom-k row sample into one uniform sample of the union, the same everywhere.
+
+    ``sample`` is a :class:`~mmd_audiocraft.measure.VectorSample` (duck-typed: ``capacity``, ``keys``,
+    ``rows``, ``seen``): each row carries a uniform random key and the ``capacity`` smallest keys are kept, so
+    keeping the smallest keys of the concatenated samples gives a uniform sample of all processes' rows (exactly
+    so when the processes draw their keys independently). Updated in place and returned; unchanged without
+    torch.distributed.
+    """
     if not is_distributed():
-        return rows
-    local = None if rows is None else rows.detach().cpu()
-    parts = [p for p in all_gather_objects(local, group) if p is not None]
-    if not parts:
-        return None
-    rows = torch.cat(parts)
-    if rows.shape[0] > max_rows:
-        keep = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(int(seed)))[:max_rows]
-        rows = rows[keep.sort().values]
-    return rows
+        return sample
+    parts = all_gather_objects((sample.keys, sample.rows, sample.seen), group)
+    sample.seen = sum(seen for _, _, seen in parts)
+    held = [(keys, rows) for keys, rows, _ in parts if rows is not None]
+    if not held:
+        return sample
+    keys, rows = torch.cat([k for k, _ in held]), torch.cat([r for _, r in held])
+    if keys.shape[0] > sample.capacity:
+        keep = torch.topk(keys, sample.capacity, largest=False).indices.sort().values
+        keys, rows = keys[keep], rows[keep]
+    sample.keys, sample.rows = keys, rows
+    return sample
 
 
 # -- checkpoints: every process's state ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dora import hydra_main  # noqa: E402
 
 from .checkpoint_loading import install_checkpoint_loading  # noqa: E402
 from .config_search_path import register_config_search_path  # noqa: E402
+from .distributed import init_distributed  # noqa: E402
 from .solvers import install_solver_selection  # noqa: E402
 
 register_config_search_path()
@@ -22,6 +23,7 @@ register_config_search_path()
 def main(cfg):
     install_checkpoint_loading()
     install_solver_selection()
+    init_distributed(cfg.device)  # NCCL on CUDA, gloo otherwise (audiocraft's default needs GPUs)
     return audiocraft_train.main.main(cfg)
 
 

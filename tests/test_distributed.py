@@ -23,12 +23,13 @@ import torch.multiprocessing as mp
 from mmd_audiocraft.distributed import (
     PerRankState,
     all_gather_objects,
-    gather_row_sample,
     gather_rows,
     global_independence_loss,
     merge_counts_across_ranks,
+    merge_vector_samples,
 )
 from mmd_audiocraft.loss import independence_loss
+from mmd_audiocraft.measure import VectorSample
 from mmd_audiocraft.metrics import CodeCounts
 
 from .conftest import dora_env, history, run_dora, xp_dirs
@@ -41,7 +42,7 @@ GLOBAL_OPTIONS = {
     "disjoint_subset": dict(estimator="disjoint", max_rows=13, median_heuristic=True),
 }
 CODE_ROWS, BINS = (50, 30), 16
-SAMPLE_ROWS, SAMPLE_MAX, SAMPLE_SEED = (5, 4), 6, 3
+SAMPLE_ROWS, SAMPLE_MAX = (5, 4), 6
 
 
 def _model() -> torch.nn.Module:
@@ -61,6 +62,14 @@ def _codes(rank: int) -> np.ndarray:
 def _sample_rows(rank: int) -> torch.Tensor:
     start = sum(SAMPLE_ROWS[:rank])  # globally distinct rows: row i holds the value i everywhere
     return torch.arange(start, start + SAMPLE_ROWS[rank], dtype=torch.float32)[:, None, None].expand(-1, K, 2)
+
+
+def _vector_sample(rank: int) -> VectorSample:
+    sample = VectorSample(SAMPLE_MAX, seed=1000 * rank)  # keys drawn independently by each process
+    rows = _sample_rows(rank)
+    sample.add(rows[:2])
+    sample.add(rows[2:])
+    return sample
 
 
 class _Toy:
@@ -104,8 +113,10 @@ def _worker(rank: int, init_method: str, out_dir: str) -> None:
     out["counts"] = (merged.n_frames, merged.marginals, merged.joint((0, 1)), merged.joint(tuple(range(K))))
     only_rank0 = merge_counts_across_ranks(CodeCounts.from_codes(_codes(0), BINS) if rank == 0 else None)
     out["counts_rank0_only"] = only_rank0.marginals
-    out["sample"] = gather_row_sample(_sample_rows(rank), SAMPLE_MAX, SAMPLE_SEED)
-    out["sample_rank1_none"] = gather_row_sample(_sample_rows(0) if rank == 0 else None, 100, 0)
+    sample = merge_vector_samples(_vector_sample(rank))
+    out["sample"] = (sample.rows, sample.seen)
+    only_rank0 = merge_vector_samples(_vector_sample(rank) if rank == 0 else VectorSample(SAMPLE_MAX, 9))
+    out["sample_rank0_only"] = (only_rank0.rows, only_rank0.seen)
     out["gathered"] = gather_rows(_sample_rows(rank))
 
     state = PerRankState(_Toy(f"state of rank {rank}"))
@@ -212,16 +223,22 @@ def test_merged_counts_equal_counts_of_all_codes(ranks):
                                       np.bincount(_codes(0)[:, 0], minlength=BINS))
 
 
-def test_gathered_row_sample_is_shared_uniform_subset(ranks):
-    everything = torch.cat([_sample_rows(r) for r in range(WORLD)])
-    sample = ranks[0]["sample"]
-    torch.testing.assert_close(ranks[1]["sample"], sample, rtol=0, atol=0)  # the same on every process
-    ids = sample[:, 0, 0].long()
-    assert len(ids) == SAMPLE_MAX and len(set(ids.tolist())) == SAMPLE_MAX
-    assert ids.tolist() == sorted(ids.tolist())  # original order kept
-    torch.testing.assert_close(sample, everything[ids], rtol=0, atol=0)
-    assert set(ids.tolist()) & set(range(BATCH[0], len(everything)))  # not only rank 0's rows
-    torch.testing.assert_close(ranks[1]["sample_rank1_none"], _sample_rows(0), rtol=0, atol=0)
+def test_merged_vector_sample_keeps_the_smallest_keys_of_all_processes(ranks):
+    keys, rows = [], []
+    for r in range(WORLD):  # replay each process's key stream
+        generator = torch.Generator().manual_seed(1000 * r)
+        keys += [torch.rand(2, generator=generator), torch.rand(SAMPLE_ROWS[r] - 2, generator=generator)]
+        rows.append(_sample_rows(r))
+    keys, everything = torch.cat(keys).numpy(), torch.cat(rows)
+    expected = everything[np.sort(np.argsort(keys, kind="stable")[:SAMPLE_MAX])]
+    assert set(expected[:, 0, 0].long().tolist()) & set(range(SAMPLE_ROWS[0], len(everything)))  # both shards
+    for out in ranks:
+        merged, seen = out["sample"]
+        torch.testing.assert_close(merged, expected, rtol=0, atol=0)
+        assert seen == sum(SAMPLE_ROWS)
+        merged, seen = out["sample_rank0_only"]  # a process that saw nothing adds nothing
+        torch.testing.assert_close(merged, _vector_sample(0).rows, rtol=0, atol=0)
+        assert seen == SAMPLE_ROWS[0]
 
 
 # -- checkpoints: each process gets its own state back ------------------------------------------------------
@@ -254,7 +271,8 @@ def test_single_process_fallback_is_the_local_loss():
     torch.testing.assert_close(got, ref, rtol=0, atol=0)
     counts = CodeCounts.from_codes(_codes(0), BINS)
     assert merge_counts_across_ranks(counts) is counts and merge_counts_across_ranks(None) is None
-    assert gather_row_sample(rows, 2, 0) is rows and all_gather_objects("x") == ["x"]
+    sample = VectorSample(2)
+    assert merge_vector_samples(sample) is sample and all_gather_objects("x") == ["x"]
 
 
 def test_gather_rows_rejects_bad_input():

@@ -21,7 +21,12 @@ from audiocraft.solvers.compression import CompressionSolver
 from torch.utils.checkpoint import checkpoint
 
 from ..capture import CodebookCapture
-from ..distributed import PerRankState, gather_row_sample, global_independence_loss, merge_counts_across_ranks
+from ..distributed import (
+    PerRankState,
+    global_independence_loss,
+    merge_counts_across_ranks,
+    merge_vector_samples,
+)
 from ..health import CodebookGuard, codebook_usage
 from ..loss import independence_loss
 from .evaluation import IndependenceEvaluation
@@ -277,11 +282,13 @@ class MMDCompressionSolver(CompressionSolver):
         ev = self.inde_cfg.evaluate
         evaluation = IndependenceEvaluation(self.bins, self._pattern, self.independence, int(ev.max_rows),
                                             int(ev.null_shuffles), int(ev.seed))
+        # independent sample keys on each process, so that the merged sample is uniform over all of them
+        evaluation.sample.generator.manual_seed(int(ev.seed) + 1000 * flashy.distrib.rank())
         self.capture.track_grads = False
         with self.capture.recording(sink=evaluation.add):
             metrics = super().evaluate()
         evaluation.counts = merge_counts_across_ranks(evaluation.counts)  # the union of all processes' shards
-        evaluation.rows = gather_row_sample(evaluation.rows, int(ev.max_rows), int(ev.seed))
+        merge_vector_samples(evaluation.sample)
         metrics.update(evaluation.metrics())
         return metrics
 
