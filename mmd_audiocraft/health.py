@@ -1,8 +1,9 @@
 """Codebook health: per-codebook usage, and a guard that notices when the loss starts killing a codebook.
 
 At the paper's weight on a small codec, the MMD gradient can dominate the encoder's and collapse a codebook
-to a few codes (calibration.md): the independence numbers then improve for the wrong reason. The guard
-compares each codebook's entropy with a reference taken when the loss switched on.
+to a few codes: the independence numbers then improve for the wrong reason. The guard compares each
+codebook's entropy with a reference taken when the loss switched on (fine-tuning), and with the median
+codebook (training from scratch, where a codebook can be starved from the first steps on).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class CodebookGuard:
     """Tracks per-codebook entropy during training with the loss on; warns, stops or reduces the weight."""
     min_entropy_fraction: float = 0.5
     min_entropy_bits: float = 0.5
+    min_fraction_of_median: float = 0.5
     reference_steps: int = 50
     action: str = "warn"
     ema_decay: float = 0.95
@@ -58,8 +60,10 @@ class CodebookGuard:
             return ()
         d = self.ema_decay
         self._ema = [d * e + (1 - d) * x for e, x in zip(self._ema, entropy)]
+        median = sorted(self._ema)[len(self._ema) // 2]
         low = tuple(k for k, (e, ref) in enumerate(zip(self._ema, self.reference))
-                    if e < self.min_entropy_fraction * ref or e < self.min_entropy_bits)
+                    if e < self.min_entropy_fraction * ref or e < self.min_entropy_bits
+                    or e < self.min_fraction_of_median * median)
         new = tuple(k for k in low if k not in self.collapsed)
         self.collapsed = low
         if new:

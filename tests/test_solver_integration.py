@@ -63,18 +63,20 @@ def assert_same_state(a: dict, b: dict, what: str) -> None:
 
 # ------------------------------------------------------------------ 1. the loss on and off
 # Frame-aligned codes (parallel pattern): residual codebooks of one frame become dependent within a few updates
-# of reconstruction training, which the loss then removes; delay-shifted codes of the tiny codec stay near
-# independence at this budget, so their logged MMD is all noise (about +-3e-3 per step).
-TREND = [*TINY, "inde.codebooks_pattern.modeling=parallel", "optim.epochs=3", "optim.updates_per_epoch=6",
-         "evaluate.every=3"]
+# of reconstruction training (the first epoch), which the loss then removes; delay-shifted codes of the tiny
+# codec stay near independence at this budget, so their logged MMD is all noise (about +-3e-3 per step).
+# Seen over 4 seeds: first epoch 0.011-0.035, last epoch -0.0001-0.0018.
+TREND = [*TINY, "dataset.batch_size=8", "inde.codebooks_pattern.modeling=parallel", "optim.epochs=3",
+         "optim.updates_per_epoch=8", "evaluate.every=3"]
 GRAD_METRICS = {"inde", "inde_weight", "inde_grad_norm", "rec_grad_norm", "inde_grad_ratio"}
 EVAL_METRICS = {"inde_heldout", "tc_pair_pct", "tc_pair_raw_pct", "tc_all_bits"}
 
 
 def test_independence_loss_logged_and_lowers_the_dependence(tmp_path, tiny_corpus):
     on, off = tmp_path / "on", tmp_path / "off"
-    run_all(([*TREND, "losses.inde=1000"], on, tiny_corpus), ([*TINY, "optim.updates_per_epoch=2"], off, tiny_corpus))
-    epochs, (stock,) = history(only_xp(on)), history(only_xp(off))
+    run_all((["run", *TREND, "losses.inde=1000"], on, tiny_corpus),
+            (["run", *TREND, "losses.inde=0"], off, tiny_corpus))
+    epochs, stock = history(only_xp(on)), history(only_xp(off))[-1]
     n_q = 4
     for epoch in epochs:
         assert GRAD_METRICS | {f"usage_entropy_q{k}" for k in range(n_q)} <= set(epoch["train"])
@@ -125,8 +127,8 @@ def test_without_the_loss_the_first_step_is_the_stock_solvers_bitwise(tmp_path, 
 
 
 # ------------------------------------------------------------------ 3. resume after SIGKILL
-RESUME = [*TINY, "losses.inde=1000", "inde.macro_batch=2", "optim.epochs=3", "optim.updates_per_epoch=3",
-          "evaluate.every=3"]
+RESUME = [*TINY, "dataset.batch_size=4", "losses.inde=1000", "inde.macro_batch=2", "optim.epochs=2",
+          "optim.updates_per_epoch=3", "evaluate.every=2"]
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run_bitwise(tmp_path, tiny_corpus):
@@ -139,7 +141,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run_bitwise(tmp_path, tin
     while "Epoch 2 | 1/3" not in log.read_text():  # one step into epoch 2, after epoch 1's checkpoint
         assert proc.poll() is None, log.read_text()[-4000:]
         assert time.time() < deadline
-        time.sleep(0.2)
+        time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     xp = only_xp(killed)
@@ -150,15 +152,16 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run_bitwise(tmp_path, tin
     assert [list(e) for e in history(xp)] == [list(e) for e in history(only_xp(reference))]
     assert_same_state(resumed["model"], uninterrupted["model"], "final weights")
     assert_same_state(resumed["best_state"]["model"], uninterrupted["best_state"]["model"], "final best state")
-    for a, b in zip(history(xp)[1:], history(only_xp(reference))[1:]):
-        assert {k: v for k, v in a["train"].items() if k != "duration"} == \
-               {k: v for k, v in b["train"].items() if k != "duration"}
+    for a, b in zip(history(xp), history(only_xp(reference))):
+        for stage in ("train", "valid"):
+            assert {k: v for k, v in a[stage].items() if k != "duration"} == \
+                   {k: v for k, v in b[stage].items() if k != "duration"}
 
 
 # ------------------------------------------------------------------ 4. divergence guard
 POISON = '''
 """dora's CLI, with the independence loss made NaN from epoch 2 on (a run that diverges mid-training)."""
-import hashlib, pathlib, sys
+import hashlib, os, pathlib
 from mmd_audiocraft.solvers.compression import MMDCompressionSolver
 
 stock = MMDCompressionSolver.independence
@@ -167,12 +170,11 @@ def independence(self, z, pattern=None):
     value = stock(self, z, pattern)
     if self.is_training and self.epoch == 2:
         ckpt = self.checkpoint_path()
-        pathlib.Path(sys.argv[-1]).write_text(hashlib.sha256(ckpt.read_bytes()).hexdigest())
+        pathlib.Path(os.environ["DIGEST_FILE"]).write_text(hashlib.sha256(ckpt.read_bytes()).hexdigest())
         return value * float("nan")
     return value
 
 MMDCompressionSolver.independence = independence
-sys.argv = [sys.argv[0], *sys.argv[1:-1]]
 from dora.__main__ import main
 main()
 '''
@@ -183,9 +185,10 @@ def test_divergence_stops_before_the_checkpoint_and_keeps_the_last_good_one(tmp_
     script.write_text(POISON)
     digest_file = tmp_path / "digest_at_divergence"
     dora_dir = tmp_path / "dora"
-    args = ["run", *TINY, "losses.inde=1000", "optim.epochs=2", "optim.updates_per_epoch=2",
-            str(digest_file)]
-    output = finish(start_dora(args, dora_dir, tiny_corpus, script=script), dora_dir, expect_ok=False)
+    args = ["run", *TINY, "losses.inde=1000", "optim.epochs=2", "optim.updates_per_epoch=2"]
+    proc = start_dora(args, dora_dir, tiny_corpus, script=script, env_extra={"DIGEST_FILE": str(digest_file)})
+    output = finish(proc, dora_dir, expect_ok=False)
+    assert proc.returncode != 0
     assert "independence loss is nan" in output and "the last good one is kept" in output
     xp = only_xp(dora_dir)
     assert len(history(xp)) == 1  # epoch 2 never committed

@@ -5,6 +5,7 @@ audiocraft's `get_solver`, and stepped by hand with real batches of the music fi
 must leave the codebooks alone while training the encoder, quantizer dropout must shrink the loss to the
 codebooks that ran, config mistakes must fail at construction naming the key, and the health guard and the
 weight-free mode must do what their config says. References are computed here, independently of the solver.
+Tests that build the solver are marked slow (a few seconds each); the guard and usage units are instant.
 """
 from __future__ import annotations
 
@@ -38,9 +39,7 @@ def one_thread():
 def compose(tmp_path, tiny_corpus, monkeypatch):
     """compose(*overrides) -> the XP that `dora -P mmd_audiocraft run SMALL overrides` would run."""
     monkeypatch.setenv("MMD_AUDIOCRAFT_CORPUS", str(tiny_corpus))
-    from audiocraft import train as audiocraft_train
-
-    from mmd_audiocraft.train import main
+    from mmd_audiocraft.train import audiocraft_train, main  # ours first: it sets up what audiocraft's reads
 
     dora_dir = tmp_path / "dora"
     monkeypatch.setattr(main.dora, "dir", dora_dir)
@@ -55,9 +54,8 @@ def compose(tmp_path, tiny_corpus, monkeypatch):
 @pytest.fixture
 def build(compose, one_thread):
     """build(*overrides) -> a freshly seeded MMDCompressionSolver, as our Dora main builds it."""
-    from audiocraft import train as audiocraft_train
-
     from mmd_audiocraft.solvers import install_solver_selection
+    from mmd_audiocraft.train import audiocraft_train
 
     install_solver_selection()
 
@@ -107,6 +105,7 @@ def seed_giving(n: int, high: int) -> int:
 
 
 # ------------------------------------------------------------------ macro-batch pass and the codebooks
+@pytest.mark.slow
 def test_macro_batch_pass_leaves_codebooks_alone_and_trains_the_encoder(build):
     solver = build("losses.inde=1000", "inde.macro_batch=2")
     q = solver.model.quantizer
@@ -159,6 +158,7 @@ def _spy_independence(solver, seen: list):
     solver.independence = spy
 
 
+@pytest.mark.slow
 def test_quantizer_dropout_loss_uses_the_codebooks_that_ran(build):
     solver = build("losses.inde=1000", "rvq.q_dropout=true")
     ran: list[int] = []
@@ -180,6 +180,7 @@ def test_quantizer_dropout_loss_uses_the_codebooks_that_ran(build):
                 assert seen == [] and "inde" not in metrics  # one codebook: nothing to make independent
 
 
+@pytest.mark.slow
 def test_quantizer_dropout_is_off_in_the_macro_batch_pass(build):
     """The live forward drops codebooks as configured; the stored batches are re-encoded with all of them."""
     solver = build("losses.inde=1000", "rvq.q_dropout=true", "inde.macro_batch=3")
@@ -215,6 +216,7 @@ NEEDS_CODEC = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,key", FAST_FAIL)
 def test_config_errors_fail_before_data_and_model_naming_the_key(build, monkeypatch, override, key):
     from audiocraft.solvers import builders
@@ -228,6 +230,7 @@ def test_config_errors_fail_before_data_and_model_naming_the_key(build, monkeypa
         build(*overrides)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,key", NEEDS_CODEC)
 def test_pattern_errors_fail_at_construction_naming_the_key(build, override, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -247,17 +250,19 @@ def test_codebook_usage_matches_numpy():
 
 
 def test_guard_warns_once_per_collapse_with_reference_and_ema(caplog):
-    guard = CodebookGuard(min_entropy_fraction=0.5, min_entropy_bits=0.5, reference_steps=3, ema_decay=0.5)
+    guard = CodebookGuard(min_entropy_fraction=0.5, min_entropy_bits=0.5, min_fraction_of_median=0.5,
+                          reference_steps=3, ema_decay=0.5)
     caplog.set_level(logging.WARNING)
-    for h in ([6.0, 4.0], [6.0, 4.0], [6.0, 4.0]):
+    for h in ([6.0, 4.0, 5.0], [6.0, 4.0, 5.0], [6.0, 4.0, 5.0]):
         assert guard.update(h) == ()
-    assert guard.reference == pytest.approx([6.0, 4.0])
-    ema = [6.0, 4.0]
-    history = [[6.0, 1.0], [6.0, 1.0], [6.0, 1.0], [6.0, 4.0], [6.0, 4.0], [6.0, 4.0], [0.2, 4.0], [0.2, 4.0]]
+    assert guard.reference == pytest.approx([6.0, 4.0, 5.0])
+    ema = [6.0, 4.0, 5.0]
+    history = [[6.0, 1.0, 5.0]] * 3 + [[6.0, 4.0, 5.0]] * 3 + [[0.2, 4.0, 5.0]] * 2
     returned = []
     for h in history:
         ema = [0.5 * e + 0.5 * x for e, x in zip(ema, h)]
-        low = tuple(k for k in range(2) if ema[k] < 0.5 * [6.0, 4.0][k] or ema[k] < 0.5)
+        median = sorted(ema)[1]
+        low = tuple(k for k in range(3) if ema[k] < 0.5 * [6.0, 4.0, 5.0][k] or ema[k] < 0.5 or ema[k] < 0.5 * median)
         returned.append(guard.update(h))
         assert guard.collapsed == low
     # codebook 1 collapses (ema 2.5 -> 1.75 < 2), recovers, then codebook 0 collapses
@@ -266,12 +271,21 @@ def test_guard_warns_once_per_collapse_with_reference_and_ema(caplog):
     assert len(warnings) == 2 and "codebook 1" in warnings[0].getMessage()
 
 
+def test_guard_flags_a_codebook_far_below_the_median_one():
+    """Training from scratch: the reference itself can already be starved; the median codebook is not."""
+    guard = CodebookGuard(min_entropy_fraction=0.0, min_entropy_bits=0.0, min_fraction_of_median=0.5,
+                          reference_steps=1, ema_decay=0.0)
+    guard.update([1.0, 1.0, 1.0])
+    assert guard.update([6.0, 3.1, 5.0]) == ()  # 3.1 >= 0.5 x 5
+    assert guard.update([6.0, 2.4, 5.0]) == (1,)
+
+
 def test_guard_absolute_floor_stop_action_and_state_round_trip():
-    guard = CodebookGuard(min_entropy_fraction=0.0, min_entropy_bits=1.0, reference_steps=1, ema_decay=0.0,
-                          action="stop")
+    options = dict(min_entropy_fraction=0.0, min_entropy_bits=1.0, min_fraction_of_median=0.0, reference_steps=1,
+                   ema_decay=0.0, action="stop")
+    guard = CodebookGuard(**options)
     guard.update([0.8, 3.0])  # reference step: never judged
-    clone = CodebookGuard(min_entropy_fraction=0.0, min_entropy_bits=1.0, reference_steps=1, ema_decay=0.0,
-                          action="stop")
+    clone = CodebookGuard(**options)
     clone.load_state_dict(copy.deepcopy(guard.state_dict()))
     assert clone.update([2.0, 3.0]) == guard.update([2.0, 3.0]) == ()
     with pytest.raises(CodebookCollapse, match="codebook 0"):
@@ -280,6 +294,7 @@ def test_guard_absolute_floor_stop_action_and_state_round_trip():
         CodebookGuard(action="ignore")
 
 
+@pytest.mark.slow
 def test_guard_in_the_solver_reduce_halves_the_weight_and_stop_raises(build, caplog):
     # every codebook is "collapsed" by an absolute floor above log2(128) bits: the guard fires after 1 step
     solver = build("losses.inde=1000", "inde.guard.reference_steps=1", "inde.guard.min_entropy_bits=100",
@@ -299,6 +314,7 @@ def test_guard_in_the_solver_reduce_halves_the_weight_and_stop_raises(build, cap
 
 
 # ------------------------------------------------------------------ weight-free mode and divergence
+@pytest.mark.slow
 def test_grad_ratio_mode_scales_the_mmd_gradient_to_the_reconstruction_gradient(build):
     solver = build("losses.inde=1000", "inde.grad_ratio=0.1", "dataset.train.num_samples=64")
     x = batches(solver, 12)
@@ -317,6 +333,7 @@ def test_grad_ratio_mode_scales_the_mmd_gradient_to_the_reconstruction_gradient(
     assert 0.04 < float(np.median(ratios[1:])) < 0.25, ratios
 
 
+@pytest.mark.slow
 def test_non_finite_independence_loss_stops_before_the_update(build, monkeypatch):
     from mmd_audiocraft.solvers import compression
 
@@ -332,6 +349,7 @@ def test_non_finite_independence_loss_stops_before_the_update(build, monkeypatch
     assert_same_tensors({k: v.detach() for k, v in solver.model.named_parameters()}, params)
 
 
+@pytest.mark.slow
 def test_independence_state_round_trip_restores_generators(build, tmp_path):
     solver = build("losses.inde=1000", "inde.macro_batch=2")
     state = solver.inde_state
@@ -344,3 +362,29 @@ def test_independence_state_round_trip_restores_generators(build, tmp_path):
     again = (torch.rand(3), random.random(), np.random.rand(), torch.rand(2, generator=state.generator))
     assert torch.equal(expected[0], again[0]) and expected[1:3] == again[1:3] and torch.equal(expected[3], again[3])
     assert state.step == 7 and state.ema == {"rec": 0.5} and len(state.stored) == 1
+
+
+@pytest.mark.slow
+def test_balancer_norm_average_is_flashys_and_survives_a_checkpoint(build):
+    """audiocraft does not save the Balancer's running gradient norms; ours are flashy's, plus a state."""
+    import flashy
+
+    from mmd_audiocraft.solvers.compression import _ResumableAverager
+
+    reference, ours = flashy.averager(0.999), _ResumableAverager(0.999)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        norms = {"l1": float(rng.random()), "msspec": torch.tensor(rng.random() * 10)}
+        if i % 7 == 3:
+            norms.pop("l1")  # a loss missing from some steps
+        assert ours(norms) == reference(norms)  # bit for bit
+    resumed = _ResumableAverager(0.999)
+    resumed.load_state_dict(copy.deepcopy(ours.state_dict()))
+    assert resumed({"l1": 0.3, "msspec": 0.7}) == ours({"l1": 0.3, "msspec": 0.7}) == reference({"l1": 0.3,
+                                                                                               "msspec": 0.7})
+    solver = build("losses.inde=1000")
+    assert isinstance(solver.balancer.averager, _ResumableAverager)
+    with stage(solver, "train"):
+        solver.run_step(0, batches(solver, 1)[0], {})
+    saved = solver.state_dict()["inde_state"]["balancer_ema"]
+    assert set(saved["total"]) == {"l1", "msspec"} and saved["fix"]["msspec"] == 1.0

@@ -1,9 +1,11 @@
 """audiocraft's CompressionSolver plus the independence loss (`losses.inde`) and independence metrics.
 
 Nothing of the stock training step is rewritten: the per-codebook vectors come from forward hooks
-(`capture.py`), and the loss's own backward runs right before the Balancer's, through a thin wrapper around
-it, so the MMD gradient (a function of the latents, not of the decoded audio) is scaled by the raw weight
-like in the paper and never rebalanced. With `losses.inde` = 0 the training step is the stock one.
+(`capture.py`), and the loss is computed right before the Balancer's backward, through a thin wrapper around
+it; its gradient (a function of the latents, not of the decoded audio) is scaled by the raw weight like in the
+paper and never rebalanced: it is added at the encoder output, where the Balancer's backward passes (live
+batch), or backpropagated on its own (re-encoded macro-batch). With `losses.inde` = 0 the training step is
+the stock one.
 """
 from __future__ import annotations
 
@@ -67,6 +69,28 @@ class _IndependenceBeforeBalancer:
         return getattr(self._balancer, name)
 
 
+class _ResumableAverager:
+    """The Balancer's EMA of gradient norms (flashy.averager, same arithmetic) with a state to checkpoint:
+    audiocraft does not save it, so a resumed run used to rescale its gradients differently from then on."""
+
+    def __init__(self, beta: float):
+        self.beta = beta
+        self.total: dict[str, float] = {}
+        self.fix: dict[str, float] = {}
+
+    def __call__(self, metrics: dict, weight: float = 1) -> dict:
+        for key, value in metrics.items():
+            self.total[key] = self.total.get(key, 0.0) * self.beta + weight * float(value)
+            self.fix[key] = self.fix.get(key, 0.0) * self.beta + weight
+        return {key: total / self.fix[key] for key, total in self.total.items()}
+
+    def state_dict(self) -> dict:
+        return {"total": dict(self.total), "fix": dict(self.fix)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total, self.fix = dict(state["total"]), dict(state["fix"])
+
+
 class IndependenceState:
     """Everything the loss carries across steps, saved with the solver so a killed run resumes exactly."""
 
@@ -78,6 +102,7 @@ class IndependenceState:
         self.ema: dict[str, float] = {}
         self.guard = guard
         self.weight_scale = 1.0
+        self.balancer_ema: _ResumableAverager | None = None  # the solver's Balancer norms (not the loss's)
 
     def state_dict(self) -> dict:
         np_state = np.random.get_state()
@@ -88,6 +113,7 @@ class IndependenceState:
             # global RNGs at the checkpoint (data sampling, dead-code expiry): a resumed epoch replays exactly
             "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
             "numpy_rng": (np_state[0], np_state[1].tolist(), *np_state[2:]),
+            "balancer_ema": None if self.balancer_ema is None else self.balancer_ema.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -102,6 +128,8 @@ class IndependenceState:
         random.setstate(state["python_rng"])
         kind, keys, *rest = state["numpy_rng"]
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+        if self.balancer_ema is not None and state.get("balancer_ema") is not None:
+            self.balancer_ema.load_state_dict(state["balancer_ema"])
 
 
 _DROPOUT_FLAGS = ("q_dropout", "hierarchical_dropout")  # rvq, pvq
@@ -146,6 +174,9 @@ class MMDCompressionSolver(CompressionSolver):
         seed = int(cfg.seed) + 1000 * flashy.distrib.rank()
         self.inde_state = IndependenceState(seed, int(self.inde_cfg.macro_batch), guard,
                                             shared_seed=int(cfg.seed))
+        if hasattr(self.balancer, "averager"):  # resumable Balancer norms, saved with the loss state
+            self.balancer.averager = _ResumableAverager(float(self.cfg.balancer.get("ema_decay") or 1.0))
+            self.inde_state.balancer_ema = self.balancer.averager
         self._inde_per_rank = PerRankState(self.inde_state)  # audiocraft writes rank 0's checkpoint only
         self.stateful.register("inde_state", self._inde_per_rank)
         self._providers: dict[int, object] = {}
@@ -171,22 +202,36 @@ class MMDCompressionSolver(CompressionSolver):
                                             **options)
         return independence_loss(z, pattern=pattern, generator=self.inde_state.generator, **options)
 
-    def _ratio_backward(self, mmd: torch.Tensor, passes, retain_graph: bool) -> tuple[float, float]:
-        """Weight-free mode: this step's MMD gradient at the encoder output, scaled to `grad_ratio` x the
-        running reconstruction gradient norm there. The MMD gradient is measured on the step itself (it can
-        change by orders of magnitude between steps, e.g. vanish when codes collapse), and nothing is applied
-        before a reconstruction gradient was seen (the raw `losses.inde` would swamp the first step)."""
+    def _apply_mmd_gradient(self, mmd: torch.Tensor, passes) -> tuple[float, float]:
+        """Send weight x the MMD gradient into the encoder; returns (weight, norm of what was sent).
+
+        The gradient is taken at the encoder outputs first (the per-codebook vectors depend on the parameters
+        only through them: straight-through, no parameters in between). Its norm is then known before it is
+        applied: the weight-free mode scales it to `grad_ratio` x the running reconstruction gradient norm, on
+        this step's MMD gradient (it can change by orders of magnitude between steps, e.g. vanish when codes
+        collapse), and applies nothing before a reconstruction gradient was seen (the raw `losses.inde` would
+        swamp the first step). On the live batch it joins the Balancer's backward when that reaches the
+        encoder output, so the encoder is backpropagated once for both; re-encoded macro-batch passes have
+        their own graph and their own backward."""
         embs = [p.emb for p in passes]
         with self.capture.tagging("inde_unit"):
             grads = torch.autograd.grad(mmd, embs, retain_graph=True, allow_unused=True)
         pairs = [(e, g) for e, g in zip(embs, grads) if g is not None]
         unit = math.sqrt(sum(float(g.pow(2).sum()) for _, g in pairs))
-        rec = self.inde_state.ema.get("rec", 0.0)
-        if unit == 0 or rec == 0:
+        if self.inde_cfg.grad_ratio is None:
+            weight = self.inde_weight * self.inde_state.weight_scale
+        else:
+            rec = self.inde_state.ema.get("rec", 0.0)
+            ratio = float(self.inde_cfg.grad_ratio)
+            weight = ratio * rec / unit * self.inde_state.weight_scale if unit > 0 and rec > 0 else 0.0
+        if weight == 0 or not pairs:
             return 0.0, 0.0
-        weight = float(self.inde_cfg.grad_ratio) * rec / unit * self.inde_state.weight_scale
-        with self.capture.tagging("inde"):
-            torch.autograd.backward([e for e, _ in pairs], [weight * g for _, g in pairs], retain_graph=retain_graph)
+        if int(self.inde_cfg.macro_batch) == 1:
+            for emb, grad in pairs:  # hooks run in order: the capture's, registered earlier, sees the pure rec
+                emb.register_hook(lambda rec_grad, extra=weight * grad: rec_grad + extra)
+        else:
+            with self.capture.tagging("inde"):
+                torch.autograd.backward([e for e, _ in pairs], [weight * g for _, g in pairs])
         return weight, weight * unit
 
     def _reencode_stored(self):
@@ -216,13 +261,7 @@ class MMDCompressionSolver(CompressionSolver):
         if not torch.isfinite(mmd):
             raise FloatingPointError(f"the independence loss is {mmd.item()} at step {state.step}: stopping "
                                      "before this epoch's checkpoint is written (the last good one is kept)")
-        if c.grad_ratio is not None:
-            weight, inde_norm = self._ratio_backward(mmd, passes, retain_graph=int(c.macro_batch) == 1)
-        else:
-            weight = self.inde_weight * state.weight_scale
-            with self.capture.tagging("inde"):
-                (weight * mmd).backward(retain_graph=int(c.macro_batch) == 1)
-            inde_norm = math.sqrt(sum(p.grad_norm_sq("inde") for p in passes))
+        weight, inde_norm = self._apply_mmd_gradient(mmd, passes)
         self._step_metrics.update(inde=mmd.detach(), inde_weight=weight, inde_grad_norm=inde_norm)
 
     def _update_ema(self, key: str, value: float) -> None:

@@ -1,0 +1,242 @@
+"""Cost of `losses.inde` in a real training step of the tiny codec (MMDCompressionSolver on CPU); prints JSON.
+
+The solvers are composed exactly as `dora -P mmd_audiocraft run solver=compression/encodec_mmd_tiny ...`
+composes them and built with audiocraft's `get_solver`, then stepped by hand (`run_step`, train mode) on the
+same fixed batches of the real-music fixture. Cases:
+- base:  losses.inde=0 (the stock CompressionSolver step);
+- live:  losses.inde=1000, macro_batch=1 (the MMD on the live batch, every step);      target <= 1.15x base
+- macro: losses.inde=1000, macro_batch=32, every=32: 31 steps only store their batch, the 32nd re-encodes the
+         32 stored batches (checkpointed) for one MMD step; the cost is amortised over the 32-step cycle.
+                                                                                        target <= 1.5x base
+Timing: all solvers live in one process and their steps are interleaved (base, live, macro, base, ...), so
+load changes on a shared machine hit every case alike; the ratios are medians over steps (live) or the sum
+over whole 32-step cycles (macro). The macro MMD step is broken down into its parts. Memory: each case in a
+fresh subprocess, peak RSS during the timed steps minus the RSS after building (peak reset through
+/proc/self/clear_refs).
+
+    python benchmarks/bench_solver_step.py [--cycles 1] [--steps 12] [--batch 16] [--threads 1] [--no-memory]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MACRO = 32
+CASES = {
+    "base": ["losses.inde=0"],
+    "live": ["losses.inde=1000"],
+    "macro": ["losses.inde=1000", f"inde.macro_batch={MACRO}", f"inde.every={MACRO}"],
+}
+TARGETS = {"live": 1.15, "macro": 1.5}
+MB = 1024.0**2
+
+
+def _status_kb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    raise RuntimeError(field)
+
+
+def _corpus(root: Path) -> Path:
+    """The committed real-music fixture as a corpus in the layout of dset=audio/mmd_music_16khz."""
+    manifest = root / "all.jsonl"
+    subprocess.run([sys.executable, "-m", "audiocraft.data.audio_dataset", str(ROOT / "tests" / "assets" / "music"),
+                    str(manifest), "--resolve"], check=True, capture_output=True)
+    for split in ("train", "valid", "evaluate", "generate"):
+        (root / "music_16khz" / split).mkdir(parents=True)
+        shutil.copy(manifest, root / "music_16khz" / split / "data.jsonl")
+    return root
+
+
+def _build(overrides: list[str], batch: int, stock: bool = False):
+    import random
+
+    import numpy as np
+    import omegaconf
+    import torch
+
+    from mmd_audiocraft.solvers import install_solver_selection
+    from mmd_audiocraft.train import audiocraft_train, main  # ours first: it sets up what audiocraft's reads
+
+    install_solver_selection()
+    argv = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", f"dataset.batch_size={batch}",
+            f"dataset.train.num_samples={8 * batch}", *overrides]
+    xp = main.get_xp(argv)
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    with xp.enter():
+        if stock:  # audiocraft's own CompressionSolver, without our `losses.inde` key
+            from audiocraft.solvers.compression import CompressionSolver
+
+            cfg = xp.cfg
+            with omegaconf.open_dict(cfg):
+                del cfg.losses["inde"]
+            audiocraft_train.resolve_config_dset_paths(cfg)
+            solver = CompressionSolver(cfg)
+        else:
+            solver = audiocraft_train.get_solver(xp.cfg)
+    solver._current_stage = "train"  # what flashy's run_stage sets; no logging of stage summaries
+    solver.model.train(True)
+    return solver
+
+
+def _batches(solver, n: int):
+    it = iter(solver.dataloaders["train"])
+    return [next(it) for _ in range(n)]
+
+
+class _Timer:
+    """Wall time spent inside some solver methods (the parts of the macro MMD step)."""
+
+    def __init__(self, solver, names: list[str]):
+        self.total = dict.fromkeys(names, 0.0)
+        for name in names:
+            original = getattr(solver, name)
+
+            def timed(*args, _original=original, _name=name, **kwargs):
+                begin = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    self.total[_name] += time.perf_counter() - begin
+
+            setattr(solver, name, timed)
+            if name == "_independence_backward" and hasattr(solver.balancer, name):
+                setattr(solver.balancer, name, timed)  # the Balancer wrapper holds the bound method
+
+
+def _step(solver, batch) -> float:
+    begin = time.perf_counter()
+    solver.run_step(0, batch, {})
+    return time.perf_counter() - begin
+
+
+def time_cases(batch: int, steps: int, cycles: int, max_rows: int | None) -> dict:
+    """Per-step times of every case, interleaved in this process."""
+    rows = [] if max_rows is None else [f"inde.max_rows={max_rows}"]
+    solvers = {name: _build(overrides + (rows if name == "macro" else []), batch) for name, overrides in CASES.items()}
+    solvers["stock"] = _build([], batch, stock=True)
+    batches = _batches(solvers["base"], 8)
+    parts_of = ["_independence_backward", "_reencode_stored", "independence"]
+    timer, live_timer = _Timer(solvers["macro"], parts_of), _Timer(solvers["live"], parts_of[::2])
+    times: dict[str, list[float]] = {name: [] for name in ("base", "live", "stock")}
+    # warm-up: k-means init, allocator, and a full deque for the macro case (its first MMD step has 1 batch)
+    for i in range(MACRO):
+        for name in ("base", "live", "stock") if i < 3 else ():
+            _step(solvers[name], batches[i % len(batches)])
+        _step(solvers["macro"], batches[i % len(batches)])
+    timer.total = dict.fromkeys(timer.total, 0.0)
+    live_timer.total = dict.fromkeys(live_timer.total, 0.0)
+    macro_cycles, base_cycles = [], []
+    for cycle in range(cycles):
+        base_sum = macro_sum = 0.0
+        for i in range(MACRO):  # exactly one MMD step (32 stored batches) per cycle
+            b = batches[i % len(batches)]
+            times["base"].append(_step(solvers["base"], b))
+            base_sum += times["base"][-1]
+            macro_sum += _step(solvers["macro"], b)
+            if cycle == 0 and i < steps:
+                times["live"].append(_step(solvers["live"], b))
+                times["stock"].append(_step(solvers["stock"], b))
+        macro_cycles.append(macro_sum)
+        base_cycles.append(base_sum)
+    base_per_step = sum(base_cycles) / (cycles * MACRO)
+    live_ratio = statistics.median(times["live"]) / statistics.median(times["base"][:len(times["live"])])
+    parts = {k: v / cycles for k, v in timer.total.items()}
+    inde_step = parts.pop("_independence_backward")
+    breakdown = {"reencode_32_batches_s": parts["_reencode_stored"], "mmd_forward_s": parts["independence"],
+                 "mmd_backward_incl_encoder_recompute_s": inde_step - parts["_reencode_stored"]
+                 - parts["independence"], "mmd_step_total_s": inde_step}
+    live_parts = {k: v / len(times["live"]) for k, v in live_timer.total.items()}
+    rows = solvers["macro"].inde_cfg.max_rows
+    return {
+        "stock_step_s_median": statistics.median(times["stock"]),
+        "base_step_s": base_per_step,
+        "base_step_s_median": statistics.median(times["base"]),
+        "live_step_s_median": statistics.median(times["live"]),
+        "live_mmd_step_s_mean": {"forward": live_parts["independence"],
+                                 "forward_and_backward": live_parts["_independence_backward"]},
+        "ratio_base_vs_stock_solver": statistics.median(times["base"][:len(times["stock"])])
+        / statistics.median(times["stock"]),
+        "macro_cycle_s": sum(macro_cycles) / cycles,
+        "base_cycle_s": sum(base_cycles) / cycles,
+        "ratio_live": live_ratio,
+        "ratio_macro_amortised": sum(macro_cycles) / sum(base_cycles),
+        "macro_mmd_step_breakdown": breakdown,
+        "macro_rows_per_mmd_step": "all" if rows is None else int(rows),
+    }
+
+
+def memory_case(name: str, batch: int, steps: int, max_rows: int | None) -> dict:
+    """Run in a fresh process: peak RSS increase over the timed steps of one case."""
+    rows = [f"inde.max_rows={max_rows}"] if max_rows is not None and name == "macro" else []
+    solver = _build(CASES[name] + rows, batch)
+    batches = _batches(solver, 8)
+    _step(solver, batches[0])  # k-means init, allocator warm-up
+    n = MACRO + 1 if name == "macro" else steps  # the macro case must reach its MMD step on 32 batches
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS
+    before = _status_kb("VmRSS") * 1024
+    for i in range(n):
+        _step(solver, batches[i % len(batches)])
+    return {"peak_rss_delta_mb": (_status_kb("VmHWM") * 1024 - before) / MB, "rss_after_build_mb": before / MB}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cycles", type=int, default=1, help="32-step macro cycles to time")
+    ap.add_argument("--steps", type=int, default=12, help="live steps to time")
+    ap.add_argument("--batch", type=int, default=16, help="batch size (the tiny config's is 16)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the tiny config runs with 1)")
+    ap.add_argument("--max-rows", type=int, default=None, help="inde.max_rows for the macro case (default: all)")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--memory-case", choices=sorted(CASES), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with contextlib.ExitStack() as stack:
+        if "MMD_AUDIOCRAFT_CORPUS" not in os.environ:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_solver_")))
+            os.environ["MMD_AUDIOCRAFT_CORPUS"] = str(_corpus(tmp / "corpus"))
+            os.environ["AUDIOCRAFT_DORA_DIR"] = str(tmp / "dora")
+        if args.memory_case:
+            print(json.dumps(memory_case(args.memory_case, args.batch, args.steps, args.max_rows)))
+            return
+        result = {"device": "cpu", "threads": args.threads, "batch": args.batch, "segment_s": 1.0,
+                  "config": "solver=compression/encodec_mmd_tiny (4 x 128 codes, 50 Hz)",
+                  "loadavg_before": os.getloadavg()}
+        result.update(time_cases(args.batch, args.steps, args.cycles, args.max_rows))
+        result["targets"] = TARGETS
+        result["meets_targets"] = {"live": result["ratio_live"] <= TARGETS["live"],
+                                   "macro": result["ratio_macro_amortised"] <= TARGETS["macro"]}
+        if not args.no_memory:
+            memory = {}
+            for name in CASES:
+                extra = [] if args.max_rows is None else ["--max-rows", str(args.max_rows)]
+                out = subprocess.run([sys.executable, __file__, "--memory-case", name, "--batch", str(args.batch),
+                                      "--steps", str(args.steps), "--threads", str(args.threads), *extra],
+                                     check=True, capture_output=True, text=True, env=os.environ)
+                memory[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            result["memory"] = memory
+        result["loadavg_after"] = os.getloadavg()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
