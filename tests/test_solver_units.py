@@ -200,6 +200,40 @@ def test_quantizer_dropout_is_off_in_the_macro_batch_pass(build):
     assert solver.model.quantizer.q_dropout  # restored after the pass
 
 
+@pytest.mark.slow
+def test_live_mmd_gradient_joins_the_balancer_backward_like_a_separate_backward(build):
+    """The solver adds weight x dMMD/d(encoder output) where the Balancer's backward passes; the reference
+    here is the plain way: a separate backward of weight x MMD through the whole graph."""
+    def separate_backward(self, mmd, passes):
+        weight = self.inde_weight * self.inde_state.weight_scale
+        with self.capture.tagging("inde"):  # its gradient at the encoder output is not the reconstruction's
+            (weight * mmd).backward(retain_graph=True)
+        return weight, 0.0
+
+    results = []
+    for replace in (False, True):
+        solver = build("losses.inde=1000")
+        if replace:
+            solver._apply_mmd_gradient = separate_backward.__get__(solver)
+        grads: list[dict] = []
+        step = solver.optimizer.step
+
+        def capture_grads(*args, _step=step, _solver=solver, _grads=grads, **kwargs):
+            _grads.append({k: p.grad.clone() for k, p in _solver.model.named_parameters() if p.grad is not None})
+            return _step(*args, **kwargs)
+
+        solver.optimizer.step = capture_grads
+        with stage(solver, "train"):
+            metrics = solver.run_step(0, batches(solver, 1)[0], {})
+        results.append((grads[0], metrics))
+    (ours, m_ours), (reference, m_ref) = results
+    assert ours.keys() == reference.keys() and any(k.startswith("encoder.") for k in ours)
+    for k in reference:  # float32 sums in another order: equal up to rounding, tensor by tensor
+        assert float((ours[k] - reference[k]).norm()) <= 1e-3 * float(reference[k].norm()), k
+    assert m_ours["rec_grad_norm"] == m_ref["rec_grad_norm"]  # the capture still sees the pure reconstruction
+    assert m_ours["inde_grad_norm"] > 100 * m_ours["rec_grad_norm"]  # weight 1000: the MMD dominates
+
+
 # ------------------------------------------------------------------ configuration errors
 FAST_FAIL = [
     ("inde.kernel=laplace", "inde.kernel"),
