@@ -97,6 +97,8 @@ def exp_floor(dtype: torch.dtype) -> float:
 def median_pairwise_distance(x: torch.Tensor, max_rows: int = MEDIAN_HEURISTIC_ROWS) -> torch.Tensor:
     """Median Euclidean distance between distinct rows of ``x`` (detached, float64).
 
+    Pairs of identical rows are left out: when codes collapse (or audio is silent) most rows repeat, the plain
+    median is 0, and bandwidths scaled by it would blow the gradient up. With no distinct pair at all, 1.
     Uses at most ``max_rows`` rows spread evenly over ``x`` (rows are usually ordered by clip and time, so a
     prefix would see one clip only); that keeps the cost O(max_rows^2) whatever n is.
     """
@@ -110,6 +112,9 @@ def median_pairwise_distance(x: torch.Tensor, max_rows: int = MEDIAN_HEURISTIC_R
         d2 = (norm[:, None] + norm[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)  # float64: cancellation is harmless
         iu = torch.triu_indices(n, n, offset=1, device=x.device)
         dist = d2[iu[0], iu[1]].sqrt()
+        dist = dist[dist > 0]
+        if dist.numel() == 0:
+            return torch.ones((), dtype=torch.float64, device=x.device)
         half = dist.numel() // 2  # interpolated median, as numpy's, by selection rather than sorting
         upper = dist.kthvalue(half + 1).values
         return upper if dist.numel() % 2 else 0.5 * (dist.kthvalue(half).values + upper)

@@ -289,6 +289,24 @@ def test_bad_shapes_raise(x, y, match):
         mmd2_unbiased(x, y)
 
 
-def test_median_heuristic_needs_distinct_rows():
-    with pytest.raises(ValueError, match="median"):
-        mmd2_unbiased(torch.ones(6, 3), torch.zeros(6, 3), median_heuristic=True)
+def test_median_heuristic_without_distinct_rows_falls_back_to_unit_scale():
+    """A fully collapsed batch (every row the same) must not stop training: the bandwidths stay as given."""
+    with_heuristic = mmd2_unbiased(torch.ones(6, 3), torch.zeros(6, 3), median_heuristic=True)
+    assert torch.equal(with_heuristic, mmd2_unbiased(torch.ones(6, 3), torch.zeros(6, 3)))
+
+
+def test_median_heuristic_ignores_duplicate_rows():
+    """Collapsed codes repeat rows: the median over distinct pairs keeps the bandwidth (and gradient) sane."""
+    from mmd_audiocraft.kernels import median_pairwise_distance
+
+    g = torch.Generator().manual_seed(0)
+    distinct = torch.randn(10, 4, generator=g)
+    x = torch.cat([distinct, distinct[:1].repeat(90, 1)])  # 90 % of the rows are one row
+    d = torch.cdist(distinct.double(), distinct.double())
+    pairs = torch.cat([d[torch.triu_indices(10, 10, 1).unbind()], d[0, 1:]])  # distinct rows vs the repeated one
+    assert median_pairwise_distance(x).item() == pytest.approx(pairs.median().item(), rel=0.3)
+    assert median_pairwise_distance(distinct[:1].repeat(5, 1)).item() == 1.0
+    y = x.clone().requires_grad_(True)
+    value = mmd2_unbiased(y, y.roll(1, 0).detach(), median_heuristic=True)
+    value.backward()
+    assert torch.isfinite(y.grad).all()
