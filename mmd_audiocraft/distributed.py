@@ -121,12 +121,13 @@ def global_independence_loss(
     """:func:`~mmd_audiocraft.loss.independence_loss` over the rows of every process (`inde.global=true`).
 
     Each process groups its own z [B, K, T, N] into rows by the pattern, the rows are all-gathered with
-    gradient, and the row subset (``max_rows``) and per-codebook shuffles are drawn from ``generator`` on the
-    gathered rows. For the processes to compute the same value, ``generator`` must be in the same state on
-    all of them (seed it identically and draw from it only here); if it is not, each process computes another
-    valid estimate and the averaged gradient is that of their mean. ``options``: the other keyword arguments
-    of independence_loss (kernel, bandwidths, estimator, max_rows, clamp, ...). A collective: call it on every
-    process. Without torch.distributed (or with one process) it equals independence_loss.
+    gradient, and the row subset (``max_rows``), per-codebook shuffles and blocks (``block_rows``) are drawn
+    from ``generator`` on the gathered rows. For the processes to compute the same value, ``generator`` must be
+    in the same state on all of them (seed it identically and draw from it only here); if it is not, each
+    process computes another valid estimate and the averaged gradient is that of their mean. ``options``: the
+    other keyword arguments of independence_loss (kernel, bandwidths, estimator, max_rows, block_rows, clamp,
+    ...). A collective: call it on every process. Without torch.distributed (or with one process) it equals
+    independence_loss.
     """
     rows = gather_rows(group_by_pattern(z, pattern, delays), group)
     return independence_loss(rows[:, :, None, :], pattern="parallel", generator=generator, **options)

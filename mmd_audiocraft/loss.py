@@ -2,7 +2,8 @@
 
 Pipeline (paper Algorithm 1): z [B, K, T, N] -> rows of codes one LM step predicts together
 (:func:`~mmd_audiocraft.patterns.group_by_pattern`) -> optional random subset of rows -> (joint, factorized) samples
-(:func:`factorized_sample`) -> unbiased MMD^2 (:func:`mmd2_unbiased`). Codec-agnostic: any tensor of code
+(:func:`factorized_sample`) -> unbiased MMD^2 (:func:`mmd2_unbiased`, or :func:`mmd2_blocks` over random blocks of
+rows when ``block_rows`` is set). Codec-agnostic: any tensor of code
 vectors works.
 """
 from __future__ import annotations
@@ -13,17 +14,19 @@ import torch
 from torch import nn
 
 from .kernels import make_kernel
-from .mmd import mmd2_unbiased
+from .mmd import mmd2_blocks, mmd2_unbiased
 from .patterns import PATTERN_NAMES, check_codes, group_rows
 from .shuffle import ESTIMATORS, factorized_sample
 
 
-def _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, pattern) -> None:
+def _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, block_rows, pattern) -> None:
     make_kernel(kernel, bandwidths, bandwidth_mode, warn=False)  # raises ValueError on bad kernel settings
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator={estimator!r} is unknown; expected one of {ESTIMATORS}")
     if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 2):
         raise ValueError(f"max_rows must be an int >= 2 or None, got {max_rows!r}")
+    if block_rows is not None and (not isinstance(block_rows, int) or block_rows < 2):
+        raise ValueError(f"block_rows must be an int >= 2 or None, got {block_rows!r}")
     if isinstance(pattern, str) and pattern not in PATTERN_NAMES:
         raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
                          "Pattern or a pattern provider")
@@ -40,6 +43,7 @@ def independence_loss(
     median_heuristic: bool = False,
     estimator: str = "paper",
     max_rows: int | None = None,
+    block_rows: int | None = None,
     clamp: bool = False,
     generator: torch.Generator | None = None,
     tile: int | None = None,
@@ -53,13 +57,15 @@ def independence_loss(
         estimator: "paper" (same rows shuffled; reads slightly low) or "disjoint" (exactly unbiased, noisier);
             see :func:`factorized_sample`.
         max_rows: if set and there are more rows, use a random subset of this many rows (bounds the cost).
+        block_rows: if set, the block U-statistic over random blocks of about this many rows
+            (:func:`mmd2_blocks`): cost linear in rows, every row used; None = eq. (7) over all pairs.
         clamp: return max(MMD^2, 0). The estimator is unbiased so it goes negative near independence; the
             clamp then zeroes the gradient, i.e. it switches the loss off near independence.
         generator: torch.Generator for the row subset and permutations (reproducible shuffles).
 
     Returns a 0-dim fp32 tensor (float64 for float64 inputs).
     """
-    _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, pattern)
+    _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, block_rows, pattern)
     check_codes(z)
     rows = group_rows(z, pattern, delays)
     n = rows.shape[0]
@@ -71,15 +77,12 @@ def independence_loss(
         keep = torch.randperm(n, generator=generator, device=gen_device)[:max_rows].to(rows.device)
         rows = rows[keep]
     joint, factorized = factorized_sample(rows, estimator, generator)
-    value = mmd2_unbiased(
-        joint.flatten(1),
-        factorized.flatten(1),
-        kernel=kernel,
-        bandwidths=bandwidths,
-        bandwidth_mode=bandwidth_mode,
-        median_heuristic=median_heuristic,
-        tile=tile,
-    )
+    options = dict(kernel=kernel, bandwidths=bandwidths, bandwidth_mode=bandwidth_mode,
+                   median_heuristic=median_heuristic, tile=tile)
+    if block_rows is None:
+        value = mmd2_unbiased(joint.flatten(1), factorized.flatten(1), **options)
+    else:
+        value = mmd2_blocks(joint.flatten(1), factorized.flatten(1), block_rows, generator=generator, **options)
     return value.clamp(min=0.0) if clamp else value
 
 
@@ -101,12 +104,13 @@ class MMDIndependenceLoss(nn.Module):
         median_heuristic: bool = False,
         estimator: str = "paper",
         max_rows: int | None = None,
+        block_rows: int | None = None,
         clamp: bool = False,
         tile: int | None = None,
         seed: int = 0,
     ):
         super().__init__()
-        _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, pattern)
+        _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, block_rows, pattern)
         self.options = dict(
             pattern=pattern,
             delays=None if delays is None else [int(d) for d in delays],
@@ -116,6 +120,7 @@ class MMDIndependenceLoss(nn.Module):
             median_heuristic=bool(median_heuristic),
             estimator=estimator,
             max_rows=max_rows,
+            block_rows=block_rows,
             clamp=bool(clamp),
             tile=tile,
         )
@@ -142,9 +147,9 @@ class MMDIndependenceLoss(nn.Module):
     def from_config(cls, cfg, pattern_provider=None, seed: int | None = None) -> MMDIndependenceLoss:
         """Build from a dict-like ``inde`` node.
 
-        Keys: kernel, bandwidths, bandwidth_mode, median_heuristic, estimator, max_rows, clamp, tile, seed and
-        codebooks_pattern (the LM schema ``{modeling: delay|parallel|..., delay: {delays: [...]}}``). Delay and
-        parallel use the built-in grouping; other modelings need ``pattern_provider`` (an audiocraft
+        Keys: kernel, bandwidths, bandwidth_mode, median_heuristic, estimator, max_rows, block_rows, clamp, tile,
+        seed and codebooks_pattern (the LM schema ``{modeling: delay|parallel|..., delay: {delays: [...]}}``).
+        Delay and parallel use the built-in grouping; other modelings need ``pattern_provider`` (an audiocraft
         CodebooksPatternProvider), which also takes precedence when given.
         """
         def get(node, key, default=None):
@@ -159,6 +164,7 @@ class MMDIndependenceLoss(nn.Module):
             median_heuristic=get(cfg, "median_heuristic", False),
             estimator=get(cfg, "estimator", "paper"),
             max_rows=get(cfg, "max_rows"),
+            block_rows=get(cfg, "block_rows"),
             clamp=get(cfg, "clamp", False),
             tile=get(cfg, "tile"),
             seed=seed if seed is not None else get(cfg, "seed", 0),

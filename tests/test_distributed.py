@@ -40,6 +40,7 @@ K, T, IN, D = 4, 6, 3, 5
 GLOBAL_OPTIONS = {
     "paper": dict(),
     "disjoint_subset": dict(estimator="disjoint", max_rows=13, median_heuristic=True),
+    "blocks": dict(block_rows=5, median_heuristic=True),  # 15 gathered rows: 3 blocks
 }
 CODE_ROWS, BINS = (50, 30), 16
 SAMPLE_ROWS, SAMPLE_MAX = (5, 4), 6

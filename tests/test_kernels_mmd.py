@@ -10,7 +10,7 @@ import torch
 
 import mmd_audiocraft.mmd as mmd_module
 from mmd_audiocraft.kernels import DEFAULT_BANDWIDTHS
-from mmd_audiocraft.mmd import mmd2_unbiased
+from mmd_audiocraft.mmd import mmd2_blocks, mmd2_unbiased
 from mmd_audiocraft.shuffle import shuffle_codebooks
 
 
@@ -310,3 +310,66 @@ def test_median_heuristic_ignores_duplicate_rows():
     value = mmd2_unbiased(y, y.roll(1, 0).detach(), median_heuristic=True)
     value.backward()
     assert torch.isfinite(y.grad).all()
+
+
+# ---------------------------------------------------------------- block U-statistic (mmd2_blocks)
+def test_blocks_match_numpy_mean_over_the_drawn_blocks():
+    x, y = samples(n=23, m=17, d=4, seed=6)
+    got = mmd2_blocks(x, y, 5, generator=torch.Generator().manual_seed(3), bandwidths=(0.7, 2.0)).item()
+    # Same draws, replayed: permutation of x's rows then of y's, each cut into min(23, 17) // 5 = 3 blocks.
+    g = torch.Generator().manual_seed(3)
+    px, py = torch.randperm(23, generator=g).numpy(), torch.randperm(17, generator=g).numpy()
+    bx, by = np.array_split(px, 3), np.array_split(py, 3)
+    assert [len(b) for b in bx] == [8, 8, 7] and [len(b) for b in by] == [6, 6, 5]
+    ref = np.mean([np_mmd2(x.numpy()[i], y.numpy()[j], kernel="gaussian", bandwidths=(0.7, 2.0))
+                   for i, j in zip(bx, by)])
+    assert abs(got - ref) <= 1e-9 * abs(ref)
+
+
+def test_blocks_average_to_the_full_statistic_over_partitions():
+    # With equal block sizes, every pair is in a common block with the same probability, so the mean over
+    # random partitions is exactly eq. (7) on all rows.
+    x, y = samples(n=24, m=24, d=3, seed=7)
+    y = y + 0.5
+    full = mmd2_unbiased(x, y, bandwidths=(1.0,)).item()
+    g = torch.Generator().manual_seed(0)
+    draws = np.array([mmd2_blocks(x, y, 6, generator=g, bandwidths=(1.0,)).item() for _ in range(3000)])
+    se = draws.std(ddof=1) / np.sqrt(len(draws))
+    assert abs(draws.mean() - full) < 4 * se
+    assert 4 * se < 0.05 * full  # precise enough to see a 5 % bias (b^2 instead of b(b-1) would be 17 %)
+
+
+def test_blocks_gradient_reaches_every_row_and_passes_gradcheck():
+    x, y = samples(n=20, m=16, d=3, seed=8)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    mmd2_blocks(x, y, 4, generator=torch.Generator().manual_seed(1), bandwidths=(0.7, 2.0)).backward()
+    assert (x.grad.abs().sum(1) > 0).all() and (y.grad.abs().sum(1) > 0).all()
+    assert torch.autograd.gradcheck(
+        lambda a, b: mmd2_blocks(a, b, 4, generator=torch.Generator().manual_seed(1), bandwidths=(0.7, 2.0),
+                                 tile=3), (x, y))
+
+
+def test_blocks_share_one_median_and_fall_back_to_all_pairs():
+    x, y = samples(n=40, m=40, d=3, seed=9)
+    diff = x.numpy()[:, None] - x.numpy()[None]
+    med = float(np.median(np.sqrt((diff**2).sum(-1))[np.triu_indices(40, k=1)]))
+    got = mmd2_blocks(x, y, 10, generator=torch.Generator().manual_seed(2), bandwidths=(0.5,),
+                      median_heuristic=True).item()
+    g = torch.Generator().manual_seed(2)
+    px, py = torch.randperm(40, generator=g).numpy(), torch.randperm(40, generator=g).numpy()
+    ref = np.mean([np_mmd2(x.numpy()[i], y.numpy()[j], kernel="gaussian", bandwidths=(0.5,), median=med)
+                   for i, j in zip(np.array_split(px, 4), np.array_split(py, 4))])
+    assert abs(got - ref) <= 1e-9 * abs(ref)
+    # Fewer than two blocks: eq. (7) on all rows, and the generator is not drawn from.
+    g = torch.Generator().manual_seed(5)
+    state = g.get_state()
+    assert mmd2_blocks(x, y, 21, generator=g).item() == mmd2_unbiased(x, y).item()
+    assert torch.equal(g.get_state(), state)
+
+
+@pytest.mark.parametrize("block_rows", [1, 0, 2.5, None])
+def test_blocks_bad_block_rows_raise(block_rows):
+    x, y = samples()
+    with pytest.raises(ValueError, match="block_rows"):
+        mmd2_blocks(x, y, block_rows)

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from mmd_audiocraft.loss import MMDIndependenceLoss, independence_loss
+from mmd_audiocraft.mmd import mmd2_blocks
+from mmd_audiocraft.patterns import group_rows
 from mmd_audiocraft.shuffle import factorized_sample, shuffle_codebooks
 
 
@@ -122,6 +124,20 @@ def test_clamp_and_max_rows():
     assert touched > 0
 
 
+def test_block_rows_is_the_block_statistic_and_uses_every_row():
+    z = gaussian_codes(t=40)  # delay rows: 2 items x 38 frames = 76
+    zg = z.clone().requires_grad_(True)
+    value = independence_loss(zg, bandwidths=(1.0,), block_rows=16, generator=torch.Generator().manual_seed(0))
+    value.backward()
+    g = torch.Generator().manual_seed(0)  # replayed: shuffles first, then the block partitions
+    joint, factorized = factorized_sample(group_rows(z, "delay", None), "paper", g)
+    ref = mmd2_blocks(joint.flatten(1), factorized.flatten(1), 16, generator=g, bandwidths=(1.0,))
+    assert value.item() == ref.item()
+    zf = z.clone().requires_grad_(True)
+    independence_loss(zf, bandwidths=(1.0,), generator=torch.Generator().manual_seed(0)).backward()
+    assert torch.equal(zg.grad != 0, zf.grad != 0)  # the same (item, codebook, frame) cells as all pairs
+
+
 def mean_abs_correlation(z):
     """Mean |Pearson correlation| between matching coordinates of codebooks 0 and 1 (frame-aligned)."""
     a, b = z[:, 0].reshape(-1, z.shape[-1]), z[:, 1].reshape(-1, z.shape[-1])
@@ -175,7 +191,7 @@ def test_module_matches_function():
 def test_from_config():
     z = gaussian_codes()
     cfg = {"kernel": "gaussian", "bandwidths": [1.0, 2.0], "bandwidth_mode": "variance", "median_heuristic": False,
-           "estimator": "paper", "max_rows": None, "clamp": False,
+           "estimator": "paper", "max_rows": None, "block_rows": None, "clamp": False,
            "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [0, 2, 3]}}}
     mod = MMDIndependenceLoss.from_config(cfg)
     ref = independence_loss(z, delays=[0, 2, 3], bandwidths=[1.0, 2.0], bandwidth_mode="variance",
@@ -225,6 +241,7 @@ def test_low_precision_and_autocast_give_fp32():
         (gaussian_codes(), {"delays": [0, 1]}, "delays has 2 entries"),
         (gaussian_codes(), {"estimator": "split"}, "estimator='split'"),
         (gaussian_codes(), {"max_rows": 1}, "max_rows"),
+        (gaussian_codes(), {"block_rows": 1}, "block_rows"),
     ],
 )
 def test_bad_input_raises(z, kwargs, match):

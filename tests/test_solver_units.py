@@ -243,6 +243,7 @@ FAST_FAIL = [
     ("inde.bandwidths=[-5.0]", "inde.bandwidths"),
     ("inde.estimator=biased", "inde.estimator"),
     ("inde.macro_batch=0", "inde.macro_batch"),
+    ("inde.block_rows=1", "inde.block_rows"),
 ]
 NEEDS_CODEC = [
     ("inde.codebooks_pattern.delay.delays=[0,1]", "inde.codebooks_pattern.delay.delays"),

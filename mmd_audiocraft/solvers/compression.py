@@ -195,7 +195,7 @@ class MMDCompressionSolver(CompressionSolver):
         c = self.inde_cfg
         options = dict(kernel=c.kernel, bandwidths=c.bandwidths, bandwidth_mode=c.bandwidth_mode,
                        median_heuristic=c.median_heuristic, estimator=c.estimator, max_rows=c.max_rows,
-                       clamp=c.clamp)
+                       block_rows=c.block_rows, clamp=c.clamp)
         pattern = pattern or self._pattern(z.shape[1])
         if c.get("global", False) and self.is_training:  # all processes' rows, shared shuffles (a collective)
             return global_independence_loss(z, pattern=pattern, generator=self.inde_state.shared_generator,

@@ -34,6 +34,7 @@ def inde_weight(cfg: omegaconf.DictConfig) -> float:
         ("inde.macro_batch", int(inde.macro_batch) >= 1, "an int >= 1"),
         ("inde.every", int(inde.every) >= 1, "an int >= 1"),
         ("inde.max_rows", inde.max_rows is None or int(inde.max_rows) >= 2, "null or an int >= 2"),
+        ("inde.block_rows", inde.block_rows is None or int(inde.block_rows) >= 2, "null or an int >= 2"),
         ("inde.grad_ratio", inde.grad_ratio is None or float(inde.grad_ratio) > 0, "null or > 0"),
     ]
     for key, ok, expected in checks:
