@@ -3,7 +3,8 @@
 Cases, each timed forward + backward on x, y ~ scale * N(0, 1) of shape [n, d], 6 Gaussian bandwidths:
 - ours:  mmd_audiocraft.mmd.mmd2_unbiased (automatic dense/tiled choice);
 - naive: torch.cdist per bandwidth, every kernel matrix kept for autograd (how such code is often written);
-- floor: the three n x n x d Gram matmuls alone (x@x.T, y@y.T, x@y.T), forward + backward.
+- floor: the three n x n x d Gram matmuls alone (x@x.T, y@y.T, x@y.T), forward + backward;
+- blocks: mmd_audiocraft.mmd.mmd2_blocks with blocks of BLOCK_ROWS rows (`inde.block_rows`), where n allows 2+.
 Every case runs in a fresh subprocess; peak extra memory = peak RSS minus the RSS after imports and input
 allocation (CPU; the peak is reset through /proc/self/clear_refs), or torch.cuda.max_memory_allocated minus
 the allocation after inputs (CUDA). The naive case is skipped where its memory estimate (scaled as n^2 from
@@ -27,6 +28,7 @@ MB = 1024.0**2
 # backward, and the exp output; 3 pairs x 6 bandwidths x 2 fp32 matrices, plus transients).
 NAIVE_BYTES_PER_N2 = 4 * (3 * len(SIGMAS) * 2 + 4)
 BIG_N = 32768
+BLOCK_ROWS = 4096
 BIG_LIMIT_MB = 2048.0
 
 
@@ -68,12 +70,14 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
     """One case in this (fresh) process: returns seconds (best of repeats) and peak extra memory in MB."""
     import torch
 
-    from mmd_audiocraft.mmd import mmd2_unbiased
+    from mmd_audiocraft.mmd import mmd2_blocks, mmd2_unbiased
 
     if threads:
         torch.set_num_threads(threads)
     fn = {"ours": lambda a, b: mmd2_unbiased(a, b, bandwidths=SIGMAS, tile=tile), "naive": _naive,
-          "floor": _floor}[case]
+          "floor": _floor,
+          "blocks": lambda a, b: mmd2_blocks(a, b, BLOCK_ROWS, generator=torch.Generator().manual_seed(0),
+                                             bandwidths=SIGMAS, tile=tile)}[case]
     gen = torch.Generator().manual_seed(0)
     x = (scale * torch.randn(n, dim, generator=gen)).to(device).requires_grad_(True)
     y = (scale * torch.randn(n, dim, generator=gen)).to(device).requires_grad_(True)
@@ -147,6 +151,8 @@ def main() -> None:
     for n in sizes + ([BIG_N] if args.big else []):
         row = {}
         row["ours"] = spawn("ours", n, args)
+        if n >= 2 * BLOCK_ROWS:
+            row["blocks"] = spawn("blocks", n, args)
         if n != BIG_N or n in sizes:
             row["floor"] = spawn("floor", n, args)
             estimate = naive_bytes_per_n2 * n * n / MB
@@ -168,6 +174,8 @@ def main() -> None:
             ratios["speedup_vs_naive"] = naive["seconds"] / ours["seconds"]
         if "seconds" in ours and "seconds" in floor:
             ratios["time_vs_floor"] = ours["seconds"] / floor["seconds"]
+        if "seconds" in ours and "seconds" in row.get("blocks", {}):
+            ratios[f"all_pairs_vs_blocks_of_{BLOCK_ROWS}"] = ours["seconds"] / row["blocks"]["seconds"]
         if "peak_extra_mb" in ours:
             naive_mb = naive.get("peak_extra_mb", naive.get("peak_extra_mb_estimate"))
             if naive_mb:

@@ -16,8 +16,11 @@ logger = logging.getLogger(__name__)
 ACTIONS = ("warn", "stop", "reduce")
 
 
-def codebook_usage(codes: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plug-in entropy (bits) and fraction of the `bins` codes used, per codebook, for codes [B, K, T]."""
+def codebook_entropy_and_use(codes: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plug-in entropy (bits) and fraction of the `bins` codes used, per codebook, for codes [B, K, T].
+
+    Counted on the codes' device with one copy to the host at the end, for every training step's metrics;
+    :func:`mmd_audiocraft.metrics.codebook_usage` is the numpy version with the full report fields."""
     flat = codes.detach().transpose(0, 1).reshape(codes.shape[1], -1).long()
     counts = torch.zeros(flat.shape[0], bins, device=flat.device).scatter_add_(
         1, flat, torch.ones_like(flat, dtype=torch.float))

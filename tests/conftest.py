@@ -21,6 +21,17 @@ TINY = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "op
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download
 
 
+@pytest.fixture
+def one_thread():
+    """Many small torch calls: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """A corpus root in the layout of config/dset/audio/mmd_music_16khz.yaml, from the committed fixture."""

@@ -13,15 +13,6 @@ from mmd_audiocraft.patterns import group_rows
 from mmd_audiocraft.shuffle import factorized_sample, shuffle_codebooks
 
 
-@pytest.fixture
-def one_thread():
-    """Many tiny calls: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gaussian_codes(b=2, k=3, t=50, n=4, dependent=False, seed=0, noise=0.1):
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(b, k, t, n, generator=g)

@@ -19,20 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from mmd_audiocraft.health import CodebookCollapse, CodebookGuard, codebook_usage
+from mmd_audiocraft.health import CodebookCollapse, CodebookGuard, codebook_entropy_and_use
 
 # Small batches keep a training step well under a second on one core.
 SMALL = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "dataset.batch_size=4",
          "dataset.train.num_samples=32", "dataset.valid.num_samples=8", "dataset.evaluate.num_samples=4",
          "dataset.generate.num_samples=1"]
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -276,7 +268,7 @@ def test_pattern_errors_fail_at_construction_naming_the_key(build, override, key
 def test_codebook_usage_matches_numpy():
     rng = np.random.default_rng(0)
     codes = np.stack([rng.integers(0, 16, size=(3, 40)), np.full((3, 40), 5), rng.integers(0, 3, size=(3, 40))], 1)
-    entropy, used = codebook_usage(torch.from_numpy(codes), bins=16)
+    entropy, used = codebook_entropy_and_use(torch.from_numpy(codes), bins=16)
     for k in range(3):
         _, counts = np.unique(codes[:, k].ravel(), return_counts=True)
         p = counts / counts.sum()

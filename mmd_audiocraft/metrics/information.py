@@ -107,10 +107,8 @@ def _check_indices(subset: tuple[int, ...], K: int, name: str) -> None:
         raise ValueError(f"{name}: codebook indices must lie in [0, {K}), got {subset}")
 
 
-def joint_entropy(codes_or_counts, subset: Sequence[int] | int | None = None, estimator: str = "plugin",
-                  bins: int | None = None) -> float:
-    """H(z_S) in bits; subset None means all codebooks."""
-    _check_estimator(estimator)
+def _subset_counts(codes_or_counts, subset, bins) -> tuple[tuple[int, ...], CodeCounts]:
+    """(the checked subset, counts holding it); subset None means all codebooks."""
     if subset is None:
         K = codes_or_counts.num_codebooks if isinstance(codes_or_counts, CodeCounts) \
             else as_numpy(codes_or_counts).shape[-1]
@@ -118,6 +116,14 @@ def joint_entropy(codes_or_counts, subset: Sequence[int] | int | None = None, es
     s = _as_subset(subset, "subset")
     cc = _counts_for(codes_or_counts, bins, [s])
     _check_indices(s, cc.num_codebooks, "subset")
+    return s, cc
+
+
+def joint_entropy(codes_or_counts, subset: Sequence[int] | int | None = None, estimator: str = "plugin",
+                  bins: int | None = None) -> float:
+    """H(z_S) in bits; subset None means all codebooks."""
+    _check_estimator(estimator)
+    s, cc = _subset_counts(codes_or_counts, subset, bins)
     return entropy_from_counts(cc.counts_of(s), estimator)
 
 
@@ -139,13 +145,7 @@ def total_correlation(codes_or_counts, subset: Sequence[int] | None = None, esti
                       bins: int | None = None) -> float:
     """TC(z_S) = sum_k H(z_k) - H(z_S) in bits (for two codebooks, their mutual information)."""
     _check_estimator(estimator)
-    if subset is None:
-        K = codes_or_counts.num_codebooks if isinstance(codes_or_counts, CodeCounts) \
-            else as_numpy(codes_or_counts).shape[-1]
-        subset = tuple(range(K))
-    s = _as_subset(subset, "subset")
-    cc = _counts_for(codes_or_counts, bins, [s])
-    _check_indices(s, cc.num_codebooks, "subset")
+    s, cc = _subset_counts(codes_or_counts, subset, bins)
     marg = sum(entropy_from_counts(cc.counts_of((k,)), estimator) for k in s)
     return marg - entropy_from_counts(cc.counts_of(s), estimator)
 

@@ -29,7 +29,7 @@ from ..distributed import (
     merge_counts_across_ranks,
     merge_vector_samples,
 )
-from ..health import CodebookGuard, codebook_usage
+from ..health import CodebookGuard, codebook_entropy_and_use
 from ..loss import independence_loss
 from .evaluation import IndependenceEvaluation
 from .inde_config import check_pattern, inde_weight, pattern_provider
@@ -291,7 +291,7 @@ class MMDCompressionSolver(CompressionSolver):
         elif not self.is_training and len(live.vectors) >= 2:
             with torch.no_grad():
                 metrics["inde"] = self.independence(live.stacked())
-        entropy, used = codebook_usage(live.stacked_codes(), self.bins)
+        entropy, used = codebook_entropy_and_use(live.stacked_codes(), self.bins)
         for k in range(len(entropy)):
             metrics[f"usage_entropy_q{k}"] = float(entropy[k])
             metrics[f"usage_used_q{k}"] = float(used[k])
