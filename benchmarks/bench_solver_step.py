@@ -15,7 +15,8 @@ Timing: all solvers live in one process and their steps are interleaved (base, l
 load changes on a shared machine hit every case alike; the ratios are medians over steps (live) or the sum
 over whole 32-step cycles (macro). The macro MMD step is broken down into its parts. Memory: each case in a
 fresh subprocess, peak RSS during the timed steps minus the RSS after building (peak reset through
-/proc/self/clear_refs).
+/proc/self/clear_refs), and that peak itself with its ratio to the base case's, with glibc's default malloc
+and with a fixed mmap threshold (see MALLOC_SETTINGS).
 
     python benchmarks/bench_solver_step.py [--cycles 1] [--steps 12] [--batch 16] [--threads 1] [--no-memory]
                                            [--macro-override inde.block_rows=2048 ...]
@@ -45,6 +46,10 @@ CASES = {
 MACRO_CASES = ("macro", "macro_all_pairs")
 TARGETS = {"live": 1.15, "macro": 1.5}
 MB = 1024.0**2
+# glibc's malloc keeps freed heap memory (its mmap threshold rises to up to 32 MB after the first large frees),
+# so a peak RSS also counts what it retained; with a fixed 128 kB threshold large tensors are mapped and
+# unmapped as they are allocated and freed, and the peak RSS follows the live tensors.
+MALLOC_SETTINGS = {"glibc_default": {}, "mmap_threshold_128k": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
 
 
 def _status_kb(field: str) -> float:
@@ -210,7 +215,8 @@ def memory_case(name: str, batch: int, steps: int, macro_overrides: list[str]) -
     before = _status_kb("VmRSS") * 1024
     for i in range(n):
         _step(solver, batches[i % len(batches)])
-    return {"peak_rss_delta_mb": (_status_kb("VmHWM") * 1024 - before) / MB, "rss_after_build_mb": before / MB}
+    peak = _status_kb("VmHWM") * 1024
+    return {"peak_rss_mb": peak / MB, "peak_rss_delta_mb": (peak - before) / MB, "rss_after_build_mb": before / MB}
 
 
 def main() -> None:
@@ -245,13 +251,18 @@ def main() -> None:
         result["meets_targets"] = {"live": result["ratio_live"] <= TARGETS["live"],
                                    "macro": result["macro"]["ratio_amortised"] <= TARGETS["macro"]}
         if not args.no_memory:
-            memory = {}
-            for name in CASES:
-                extra = [f"--macro-override={o}" for o in args.macro_override]
-                out = subprocess.run([sys.executable, __file__, "--memory-case", name, "--batch", str(args.batch),
-                                      "--steps", str(args.steps), "--threads", str(args.threads), *extra],
-                                     check=True, capture_output=True, text=True, env=os.environ)
-                memory[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            memory: dict = {}
+            for malloc, env_extra in MALLOC_SETTINGS.items():
+                for name in CASES:
+                    extra = [f"--macro-override={o}" for o in args.macro_override]
+                    out = subprocess.run([sys.executable, __file__, "--memory-case", name, "--batch",
+                                          str(args.batch), "--steps", str(args.steps), "--threads",
+                                          str(args.threads), *extra], check=True, capture_output=True, text=True,
+                                         env={**os.environ, **env_extra})
+                    memory.setdefault(name, {})[malloc] = json.loads(out.stdout.strip().splitlines()[-1])
+                for name in CASES:
+                    peaks = memory[name][malloc], memory["base"][malloc]
+                    peaks[0]["peak_vs_base"] = peaks[0]["peak_rss_mb"] / peaks[1]["peak_rss_mb"]
             result["memory"] = memory
         result["loadavg_after"] = os.getloadavg()
     print(json.dumps(result, indent=2))
