@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,13 +35,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.conftest import fixture_corpus, seeded_solver, train_batches  # noqa: E402  (the tests' fixture data)
+
 MACRO = 32
-CASES = {
-    "base": ["losses.inde=0"],
-    "live": ["losses.inde=1000"],
-    "macro": ["losses.inde=1000", f"inde.macro_batch={MACRO}", f"inde.every={MACRO}"],
-    "macro_all_pairs": ["losses.inde=1000", f"inde.macro_batch={MACRO}", f"inde.every={MACRO}"],
-}
+MACRO_ARGS = ["losses.inde=1000", f"inde.macro_batch={MACRO}", f"inde.every={MACRO}"]
+CASES = {"base": ["losses.inde=0"], "live": ["losses.inde=1000"], "macro": MACRO_ARGS, "macro_all_pairs": MACRO_ARGS}
 MACRO_CASES = ("macro", "macro_all_pairs")
 TARGETS = {"live": 1.15, "macro": 1.5}
 MB = 1024.0**2
@@ -60,53 +58,25 @@ def _status_kb(field: str) -> float:
     raise RuntimeError(field)
 
 
-def _corpus(root: Path) -> Path:
-    """The committed real-music fixture as a corpus in the layout of dset=audio/mmd_music_16khz."""
-    manifest = root / "all.jsonl"
-    subprocess.run([sys.executable, "-m", "audiocraft.data.audio_dataset", str(ROOT / "tests" / "assets" / "music"),
-                    str(manifest), "--resolve"], check=True, capture_output=True)
-    for split in ("train", "valid", "evaluate", "generate"):
-        (root / "music_16khz" / split).mkdir(parents=True)
-        shutil.copy(manifest, root / "music_16khz" / split / "data.jsonl")
-    return root
-
-
 def _build(overrides: list[str], batch: int, stock: bool = False):
-    import random
-
-    import numpy as np
     import omegaconf
-    import torch
 
-    from mmd_audiocraft.solvers import install_solver_selection
     from mmd_audiocraft.train import audiocraft_train, main  # ours first: it sets up what audiocraft's reads
 
-    install_solver_selection()
+    def stock_solver(cfg):  # audiocraft's own CompressionSolver, without our `losses.inde` key
+        from audiocraft.solvers.compression import CompressionSolver
+
+        with omegaconf.open_dict(cfg):
+            del cfg.losses["inde"]
+        audiocraft_train.resolve_config_dset_paths(cfg)
+        return CompressionSolver(cfg)
+
     argv = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", f"dataset.batch_size={batch}",
             f"dataset.train.num_samples={8 * batch}", *overrides]
-    xp = main.get_xp(argv)
-    torch.manual_seed(0)
-    random.seed(0)
-    np.random.seed(0)
-    with xp.enter():
-        if stock:  # audiocraft's own CompressionSolver, without our `losses.inde` key
-            from audiocraft.solvers.compression import CompressionSolver
-
-            cfg = xp.cfg
-            with omegaconf.open_dict(cfg):
-                del cfg.losses["inde"]
-            audiocraft_train.resolve_config_dset_paths(cfg)
-            solver = CompressionSolver(cfg)
-        else:
-            solver = audiocraft_train.get_solver(xp.cfg)
+    solver = seeded_solver(main.get_xp(argv), stock_solver if stock else None)
     solver._current_stage = "train"  # what flashy's run_stage sets; no logging of stage summaries
     solver.model.train(True)
     return solver
-
-
-def _batches(solver, n: int):
-    it = iter(solver.dataloaders["train"])
-    return [next(it) for _ in range(n)]
 
 
 class _Timer:
@@ -136,6 +106,7 @@ def _step(solver, batch) -> float:
 
 
 def _case_overrides(name: str, macro_overrides: list[str]) -> list[str]:
+    """The case's overrides; `--macro-override`s go to both macro cases, all pairs last so nothing undoes it."""
     extra = macro_overrides if name in MACRO_CASES else []
     return CASES[name] + extra + (["inde.block_rows=null"] if name == "macro_all_pairs" else [])
 
@@ -152,7 +123,7 @@ def time_cases(batch: int, steps: int, cycles: int, macro_overrides: list[str]) 
     """Per-step times of every case, interleaved in this process."""
     solvers = {name: _build(_case_overrides(name, macro_overrides), batch) for name in CASES}
     solvers["stock"] = _build([], batch, stock=True)
-    batches = _batches(solvers["base"], 8)
+    batches = train_batches(solvers["base"], 8)
     parts_of = ["_independence_backward", "_reencode_stored", "independence"]
     timers = {name: _Timer(solvers[name], parts_of) for name in MACRO_CASES}
     live_timer = _Timer(solvers["live"], parts_of[::2])
@@ -207,7 +178,7 @@ def time_cases(batch: int, steps: int, cycles: int, macro_overrides: list[str]) 
 def memory_case(name: str, batch: int, steps: int, macro_overrides: list[str]) -> dict:
     """Run in a fresh process: peak RSS increase over the timed steps of one case."""
     solver = _build(_case_overrides(name, macro_overrides), batch)
-    batches = _batches(solver, 8)
+    batches = train_batches(solver, 8)
     _step(solver, batches[0])  # k-means init, allocator warm-up
     n = MACRO + 1 if name in MACRO_CASES else steps  # a macro case must reach its MMD step on 32 batches
     with open("/proc/self/clear_refs", "w") as f:
@@ -238,7 +209,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         if "MMD_AUDIOCRAFT_CORPUS" not in os.environ:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_solver_")))
-            os.environ["MMD_AUDIOCRAFT_CORPUS"] = str(_corpus(tmp / "corpus"))
+            os.environ["MMD_AUDIOCRAFT_CORPUS"] = str(fixture_corpus(tmp / "corpus"))
             os.environ["AUDIOCRAFT_DORA_DIR"] = str(tmp / "dora")
         if args.memory_case:
             print(json.dumps(memory_case(args.memory_case, args.batch, args.steps, args.macro_override)))

@@ -74,6 +74,14 @@ def codec_launcher(launcher):
     return launcher.bind_(CODEC_BASE)
 
 
+def launch_codecs(launcher, names) -> None:
+    """The named codecs of CODECS in one job array, on the codec grids' launcher."""
+    codec_launcher(launcher)
+    with launcher.job_array():
+        for name in names:
+            launcher(CODECS[name])
+
+
 def lm_launcher(launcher):
     """The LM grids' launcher: 32 GPUs like audiocraft's MusicGen-small, the LM config bound."""
     launcher.slurm_(gpus=LM_GPUS, partition=partitions())

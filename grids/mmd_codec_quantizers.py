@@ -2,14 +2,11 @@
 the MMD loss (weight 1e3, delay pattern). The LMs of Table 5 run from grid mmd_musicgen_quantizers.
 """
 from ._explorers import MMDCompressionExplorer
-from ._paper import CODECS, codec_launcher
+from ._paper import launch_codecs
 
 QUANTIZER_CODECS = ("baseline", "mmd_delay", "pvq", "pvq_mmd", "pvq_dropout", "pvq_dropout_mmd")
 
 
 @MMDCompressionExplorer
 def explorer(launcher):
-    codec_launcher(launcher)
-    with launcher.job_array():
-        for name in QUANTIZER_CODECS:
-            launcher(CODECS[name])
+    launch_codecs(launcher, QUANTIZER_CODECS)

@@ -30,11 +30,12 @@ def codebook_layers(quantizer: nn.Module) -> list[nn.Module]:
 @dataclasses.dataclass
 class QuantizerPass:
     """One quantizer forward: its input `emb` [B, D, T], each codebook's vector [B, D', T] and codes [B, T],
-    and the gradients that later reached `emb`, summed per tag (which backward they came from)."""
+    and the sum of the gradients that later reached `emb` outside `ignoring_grads` (the solver: the
+    reconstruction's)."""
     emb: torch.Tensor
     vectors: list[torch.Tensor] = dataclasses.field(default_factory=list)
     codes: list[torch.Tensor] = dataclasses.field(default_factory=list)
-    grads: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    grad: torch.Tensor | None = None
 
     def stacked(self) -> torch.Tensor:
         """[B, K, T, D'] for the codebooks that ran (fewer than n_q under quantizer dropout)."""
@@ -43,16 +44,15 @@ class QuantizerPass:
     def stacked_codes(self) -> torch.Tensor:
         return torch.stack(self.codes, dim=1)
 
-    def grad_norm_sq(self, tag: str) -> float:
-        grad = self.grads.get(tag)
-        return 0.0 if grad is None else float(grad.float().pow(2).sum())
+    def grad_norm_sq(self) -> float:
+        return 0.0 if self.grad is None else float(self.grad.float().pow(2).sum())
 
 
 class CodebookCapture:
     """Records the quantizer passes made while `recording()` is active.
 
-    `track_grads` also records the gradient reaching each pass's `emb` (the encoder output), tagged with
-    `grad_tag` at the time it arrives: the solver compares the MMD's gradient with the reconstruction's there.
+    `track_grads` also records the gradient reaching each pass's `emb` (the encoder output), except inside
+    `ignoring_grads`: the solver reads the reconstruction's gradient there, and runs the MMD's backward inside.
     """
 
     def __init__(self, quantizer: nn.Module, source: str = "quantized"):
@@ -60,7 +60,7 @@ class CodebookCapture:
             raise ValueError(f"inde.source={source!r}: expected one of {SOURCES}")
         self.source = source
         self.track_grads = False
-        self.grad_tag = "rec"
+        self._ignore_grads = False
         self._stack: list[tuple[list[QuantizerPass], Callable | None]] = []
         self._handles = [quantizer.register_forward_pre_hook(self._on_quantizer_input)]
         for layer in codebook_layers(quantizer):
@@ -78,8 +78,8 @@ class CodebookCapture:
         passes.append(current)
 
     def _on_emb_grad(self, current: QuantizerPass, grad: torch.Tensor) -> None:
-        tag = self.grad_tag
-        current.grads[tag] = grad.detach() + current.grads[tag] if tag in current.grads else grad.detach()
+        if not self._ignore_grads:
+            current.grad = grad.detach() if current.grad is None else current.grad + grad.detach()
 
     def _on_codebook_output(self, module, args, output):
         if not self._stack or not self._stack[-1][0]:
@@ -109,13 +109,13 @@ class CodebookCapture:
                 sink(passes.pop())
 
     @contextlib.contextmanager
-    def tagging(self, tag: str):
-        """Gradients reaching `emb` inside the block are recorded under `tag`."""
-        previous, self.grad_tag = self.grad_tag, tag
+    def ignoring_grads(self):
+        """Gradients reaching `emb` inside the block are not recorded."""
+        previous, self._ignore_grads = self._ignore_grads, True
         try:
             yield
         finally:
-            self.grad_tag = previous
+            self._ignore_grads = previous
 
     def remove(self) -> None:
         for handle in self._handles:

@@ -89,8 +89,8 @@ def training_summary(xp_dir: Path) -> dict:
     return {k: last["train"][k] for k in keys if k in last["train"]}
 
 
-def reconstruction(spec: str, manifest: Path, max_seconds: float, segment_seconds: float = 5.0) -> dict:
-    """SI-SNR (dB) and log-mel L1 of the codec's output on the first `max_seconds` of the held-out split.
+def reconstruction(model, files, max_seconds: float, segment_seconds: float = 5.0) -> dict:
+    """SI-SNR (dB) and log-mel L1 of the codec's output on the first `max_seconds` of the held-out files.
 
     SI-SNR is reported because audiocraft reports it, but it is near meaningless for tiny codecs (every model
     reads around -40 dB); the log-mel distance is the reconstruction number to compare.
@@ -98,12 +98,9 @@ def reconstruction(spec: str, manifest: Path, max_seconds: float, segment_second
     import torch
     import torchaudio
 
-    from .measure import plan_segments, read_manifest, read_segment
-    from .models import load_compression_model
+    from .measure import plan_segments, read_segment
 
-    model = load_compression_model(spec).model
     mel = torchaudio.transforms.MelSpectrogram(model.sample_rate, n_fft=1024, hop_length=256, n_mels=64)
-    _, files = read_manifest(manifest)
     si_snr, mel_l1, seconds = [], [], 0.0
     for seg in plan_segments(files, segment_seconds):
         x = read_segment(seg, model.sample_rate, model.channels)
@@ -123,13 +120,16 @@ def reconstruction(spec: str, manifest: Path, max_seconds: float, segment_second
 
 
 def evaluate_codec(sig: str, test_manifest: Path, quick: bool) -> dict:
-    """Independence and reconstruction of one trained codec on the held-out split."""
-    from .measure import measure
+    """Independence and reconstruction of one trained codec on the held-out split (the codec loaded once)."""
+    from .measure import measure_model, read_manifest
+    from .models import load_compression_model
 
-    spec = f"//sig/{sig}"
-    report = measure(spec, test_manifest, pattern="delay", max_frames=20_000 if quick else None, progress=False)
+    loaded = load_compression_model(f"//sig/{sig}")
+    manifest, files = read_manifest(test_manifest)
+    report = measure_model(loaded, files, pattern="delay", max_frames=20_000 if quick else None, progress=False)
+    report["data"] = str(manifest.resolve())
     return {"report": report, "mmd": report.get("mmd"),
-            "reconstruction": reconstruction(spec, test_manifest, max_seconds=60 if quick else 300)}
+            "reconstruction": reconstruction(loaded.model, files, max_seconds=60 if quick else 300)}
 
 
 def _row(label: str, values: list, fmt: str = "{:.3f}") -> str:

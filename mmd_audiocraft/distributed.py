@@ -160,24 +160,18 @@ def merge_counts_across_ranks(counts: CodeCounts | None, group=None) -> CodeCoun
 def merge_vector_samples(sample, group=None):
     """Merge every process's bottom-k row sample into one uniform sample of the union, the same everywhere.
 
-    ``sample`` is a :class:`~mmd_audiocraft.measure.VectorSample` (duck-typed: ``capacity``, ``keys``,
-    ``rows``, ``seen``): each row carries a uniform random key and the ``capacity`` smallest keys are kept, so
-    keeping the smallest keys of the concatenated samples gives a uniform sample of all processes' rows (exactly
-    so when the processes draw their keys independently). Updated in place and returned; unchanged without
-    torch.distributed.
+    ``sample`` is a :class:`~mmd_audiocraft.measure.VectorSample`: each row carries a uniform random key and
+    the ``capacity`` smallest keys are kept, so keeping the smallest keys of all processes' samples gives a
+    uniform sample of all their rows (exactly so when the processes draw their keys independently). Updated in
+    place (rank order) and returned; unchanged without torch.distributed.
     """
     if not is_distributed():
         return sample
     parts = all_gather_objects((sample.keys, sample.rows, sample.seen), group)
-    sample.seen = sum(seen for _, _, seen in parts)
-    held = [(keys, rows) for keys, rows, _ in parts if rows is not None]
-    if not held:
-        return sample
-    keys, rows = torch.cat([k for k, _ in held]), torch.cat([r for _, r in held])
-    if keys.shape[0] > sample.capacity:
-        keep = torch.topk(keys, sample.capacity, largest=False).indices.sort().values
-        keys, rows = keys[keep], rows[keep]
-    sample.keys, sample.rows = keys, rows
+    sample.keys, sample.rows, sample.seen = torch.zeros(0), None, sum(seen for _, _, seen in parts)
+    for keys, rows, _ in parts:
+        if rows is not None:
+            sample.keep_smallest(keys, rows)
     return sample
 
 

@@ -2,9 +2,8 @@
 
 Pipeline (paper Algorithm 1): z [B, K, T, N] -> rows of codes one LM step predicts together
 (:func:`~mmd_audiocraft.patterns.group_by_pattern`) -> optional random subset of rows -> (joint, factorized) samples
-(:func:`factorized_sample`) -> unbiased MMD^2 (:func:`mmd2_unbiased`, or :func:`mmd2_blocks` over random blocks of
-rows when ``block_rows`` is set). Codec-agnostic: any tensor of code
-vectors works.
+(:func:`factorized_sample`) -> unbiased MMD^2 (:func:`mmd2_unbiased`, or :func:`mmd2_blocks` over random blocks
+of rows when ``block_rows`` is set). Codec-agnostic: any tensor of code vectors works.
 """
 from __future__ import annotations
 

@@ -199,8 +199,11 @@ class VectorSample:
         self.seen += rows.shape[0]
         if self.capacity <= 0 or rows.shape[0] == 0:
             return
-        keys = torch.rand(rows.shape[0], generator=self.generator)
-        rows = rows.detach().float().cpu()
+        self.keep_smallest(torch.rand(rows.shape[0], generator=self.generator), rows.detach().float().cpu())
+
+    def keep_smallest(self, keys: torch.Tensor, rows: torch.Tensor) -> None:
+        """Add rows that already carry their keys (another sample's) and keep the `capacity` smallest keys,
+        in order of arrival; `seen` is the caller's to update."""
         if self.rows is not None:
             keys, rows = torch.cat([self.keys, keys]), torch.cat([self.rows, rows])
         if keys.shape[0] > self.capacity:

@@ -1,6 +1,7 @@
 """Shared fixtures: no network, a tiny real-music corpus, and real `dora -P mmd_audiocraft run` subprocesses."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -32,10 +33,9 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory) -> Path:
-    """A corpus root in the layout of config/dset/audio/mmd_music_16khz.yaml, from the committed fixture."""
-    root = tmp_path_factory.mktemp("corpus")
+def fixture_corpus(root: Path) -> Path:
+    """A corpus root in the layout of config/dset/audio/mmd_music_16khz.yaml whose every split is the committed
+    real-music fixture (also used by benchmarks/bench_solver_step.py)."""
     manifest = root / "all.jsonl"
     subprocess.run([sys.executable, "-m", "audiocraft.data.audio_dataset", str(MUSIC_FIXTURE), str(manifest),
                     "--resolve"], check=True, capture_output=True)
@@ -43,6 +43,38 @@ def tiny_corpus(tmp_path_factory) -> Path:
         (root / "music_16khz" / split).mkdir(parents=True)
         shutil.copy(manifest, root / "music_16khz" / split / "data.jsonl")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    return fixture_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+# -- solvers built in this process ------------------------------------------------------------------------
+def seeded_solver(xp, build=None):
+    """The solver of a composed Dora XP, built in this process after seeding torch, random and numpy with 0.
+
+    ``build(cfg)`` replaces audiocraft's ``get_solver`` (through which our Dora main builds its solvers)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from mmd_audiocraft.solvers import install_solver_selection
+    from mmd_audiocraft.train import audiocraft_train
+
+    install_solver_selection()
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    with xp.enter():
+        return (build or audiocraft_train.get_solver)(xp.cfg)
+
+
+def train_batches(solver, n: int) -> list:
+    """The first ``n`` batches of the solver's train loader."""
+    it = iter(solver.dataloaders["train"])
+    return [next(it) for _ in range(n)]
 
 
 def dora_env(dora_dir: Path, corpus: Path | None = None, **extra: str) -> dict:
@@ -65,6 +97,42 @@ def run_dora(args: list[str], dora_dir: Path, corpus: Path | None = None, *, pac
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-6000:]}")
     return proc
+
+
+@dataclasses.dataclass
+class DoraRun:
+    """A `dora` process started in the background, with its own log file."""
+    proc: subprocess.Popen
+    log: Path
+
+
+def start_dora(args: list[str], dora_dir: Path, corpus: Path, *, package: str = "mmd_audiocraft",
+               env_extra: dict | None = None, script: Path | None = None) -> DoraRun:
+    """`dora -P package ARGS` (or `python script -P package ARGS`) in the background; several may share a
+    Dora dir, each writes its own log next to it."""
+    dora_dir.mkdir(parents=True, exist_ok=True)
+    entry = [str(script)] if script is not None else ["-m", "dora"]
+    log = dora_dir.parent / f"{dora_dir.name}-{len(list(dora_dir.parent.glob(f'{dora_dir.name}-*.log')))}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, *entry, "-P", package, *args], stdout=out,
+                                stderr=subprocess.STDOUT, env=dora_env(dora_dir, corpus, **(env_extra or {})),
+                                cwd=dora_dir.parent)
+    return DoraRun(proc, log)
+
+
+def finish(run: DoraRun, timeout: float = 600, expect_ok: bool = True) -> str:
+    """Wait for the run; its output (an AssertionError with its tail when it failed and `expect_ok`)."""
+    run.proc.wait(timeout=timeout)
+    output = run.log.read_text()
+    if expect_ok and run.proc.returncode != 0:
+        raise AssertionError(f"dora run ({run.log}) failed ({run.proc.returncode}):\n{output[-6000:]}")
+    return output
+
+
+def load_checkpoint(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def xp_dirs(dora_dir: Path) -> list[Path]:

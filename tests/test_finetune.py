@@ -9,14 +9,12 @@ the independence loss still runs its forward and backward on the loaded codec.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import TINY, dora_env, history, xp_dirs
+from .conftest import TINY, finish, history, load_checkpoint, start_dora, xp_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -31,26 +29,6 @@ PAPER_CODEC = ["solver=compression/encodec_musicgen_32khz", "dset=audio/mmd_musi
                "dataset.generate.batch_size=1", "dataset.generate.segment_duration=0.5", "generate.audio.format=wav"]
 HF_CONFIG = dict(upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2], num_filters=64, sampling_rate=32_000,
                  codebook_size=2048, use_causal_conv=False, normalize=False, use_conv_shortcut=False)
-
-
-def start(args: list[str], dora_dir: Path, corpus: Path, **env: str) -> tuple[subprocess.Popen, Path]:
-    dora_dir.mkdir(parents=True, exist_ok=True)
-    log = open(dora_dir.parent / f"{dora_dir.name}-{len(list(dora_dir.parent.glob('*.log')))}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dora", "-P", "mmd_audiocraft", "run", *args], stdout=log,
-                            stderr=subprocess.STDOUT, env=dora_env(dora_dir, corpus, **env), cwd=dora_dir.parent)
-    return proc, Path(log.name)
-
-
-def finish(run: tuple[subprocess.Popen, Path], timeout: float = 600) -> str:
-    proc, log = run
-    proc.wait(timeout=timeout)
-    output = log.read_text()
-    assert proc.returncode == 0, output[-6000:]
-    return output
-
-
-def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def parameters(state: dict) -> dict:
@@ -90,14 +68,14 @@ def started(tmp_path_factory, tiny_corpus):
         shutil.copy(tiny_corpus / "music_16khz" / split / "data.jsonl", corpus32 / "music_32khz" / split)
     snapshot = fake_hf_cache(root / "hf")
     runs = {
-        "source": start([*SMALL, "optim.updates_per_epoch=2"], root / "dora", tiny_corpus),
-        "hf": start([*PAPER_CODEC, "continue_from=//pretrained/facebook/encodec_32khz"], root / "hf_dora",
-                    corpus32, HF_HUB_CACHE=str(root / "hf"), HF_HUB_OFFLINE="1"),
+        "source": start_dora(["run", *SMALL, "optim.updates_per_epoch=2"], root / "dora", tiny_corpus),
+        "hf": start_dora(["run", *PAPER_CODEC, "continue_from=//pretrained/facebook/encodec_32khz"], root / "hf_dora",
+                         corpus32, env_extra={"HF_HUB_CACHE": str(root / "hf"), "HF_HUB_OFFLINE": "1"}),
     }
     yield root, runs, snapshot
-    for proc, _ in runs.values():
-        if proc.poll() is None:
-            proc.kill()
+    for run in runs.values():
+        if run.proc.poll() is None:
+            run.proc.kill()
 
 
 def test_continue_from_sig_checkpoint_path_and_exported_package(started, tiny_corpus):
@@ -108,11 +86,11 @@ def test_continue_from_sig_checkpoint_path_and_exported_package(started, tiny_co
     root, runs, _ = started
     finish(runs["source"])
     (source,) = xp_dirs(root / "dora")
-    given = parameters(load(source / "checkpoint.th")["best_state"]["model"])
+    given = parameters(load_checkpoint(source / "checkpoint.th")["best_state"]["model"])
     with trusting_torch_load():
         exported = export_encodec(source / "checkpoint.th", root / "export" / "compression_state_dict.bin")
     forms = {"sig": f"//sig/{source.name}", "path": str(source / "checkpoint.th"), "export": f"//pretrained/{exported}"}
-    finetunes = {name: start([*FINETUNE, f"continue_from={value}"], root / "dora", tiny_corpus)
+    finetunes = {name: start_dora(["run", *FINETUNE, f"continue_from={value}"], root / "dora", tiny_corpus)
                  for name, value in forms.items()}
     outputs = {name: finish(run) for name, run in finetunes.items()}
     assert "Continuing from provided checkpoint" in outputs["sig"] + outputs["path"]
@@ -122,7 +100,7 @@ def test_continue_from_sig_checkpoint_path_and_exported_package(started, tiny_co
     for xp in xps:
         (epoch,) = history(xp)
         assert epoch["train"]["inde_grad_norm"] > 0  # the loss ran on the loaded codec
-        final = parameters(load(xp / "checkpoint.th")["model"])
+        final = parameters(load_checkpoint(xp / "checkpoint.th")["model"])
         assert final.keys() == given.keys()
         different = [k for k in given if not torch.equal(final[k], given[k])]
         assert not different, f"{xp.name}: not the source codec's weights: {different[:4]}"
@@ -139,7 +117,7 @@ def test_continue_from_hugging_face_encodec_32khz_offline(started):
     assert epoch["train"]["inde"] != 0 and epoch["train"]["inde_grad_norm"] > 0
     assert epoch["train"]["usage_entropy_q0"] > 1  # the loaded codebooks are in use
     hf = list(load_file(snapshot / "model.safetensors").values())
-    final = parameters(load(xp / "checkpoint.th")["model"])
+    final = parameters(load_checkpoint(xp / "checkpoint.th")["model"])
     # every parameter of the fine-tuned codec is one of the Hugging Face tensors, value for value
     unmatched = [k for k, v in final.items() if not any(h.shape == v.shape and torch.equal(h, v) for h in hf)]
     assert not unmatched, f"{len(unmatched)} of {len(final)} parameters are not the pretrained ones: {unmatched[:4]}"

@@ -299,13 +299,13 @@ def independent_codes(trained_codec, tiny_corpus) -> tuple[list[np.ndarray], int
     import soundfile as sf
     from audiocraft.solvers.compression import CompressionSolver
 
+    from mmd_audiocraft.checkpoint_loading import trusting_torch_load
     from mmd_audiocraft.environment import prepare_environment
     from mmd_audiocraft.solvers import install_solver_selection
 
     prepare_environment()
     install_solver_selection()
-    with pytest.MonkeyPatch.context() as mp:  # torch >= 2.6 cannot load training checkpoints weights-only
-        mp.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with trusting_torch_load():  # torch >= 2.6 cannot load training checkpoints weights-only
         model = CompressionSolver.model_from_checkpoint(trained_codec[1] / "checkpoint.th")
     manifest = tiny_corpus / "music_16khz" / "evaluate" / "data.jsonl"
     out = []

@@ -9,50 +9,26 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import TINY, dora_env, history, xp_dirs
+from .conftest import TINY, finish, history, load_checkpoint, start_dora, xp_dirs
 
 pytestmark = pytest.mark.slow
 
 
-def start_dora(args: list[str], dora_dir: Path, corpus: Path, *, package: str = "mmd_audiocraft",
-               env_extra: dict | None = None, script: Path | None = None) -> subprocess.Popen:
-    """`dora -P package ARGS` (or `python script -P package ARGS`) in the background, output to a log file."""
-    dora_dir.mkdir(parents=True, exist_ok=True)
-    entry = [str(script)] if script is not None else ["-m", "dora"]
-    log = open(dora_dir.parent / f"{dora_dir.name}.log", "a")
-    return subprocess.Popen([sys.executable, *entry, "-P", package, *args], stdout=log, stderr=subprocess.STDOUT,
-                            env=dora_env(dora_dir, corpus, **(env_extra or {})), cwd=dora_dir.parent)
-
-
-def finish(proc: subprocess.Popen, dora_dir: Path, timeout: float = 600, expect_ok: bool = True) -> str:
-    proc.wait(timeout=timeout)
-    output = (dora_dir.parent / f"{dora_dir.name}.log").read_text()
-    if expect_ok and proc.returncode != 0:
-        raise AssertionError(f"dora run in {dora_dir} failed ({proc.returncode}):\n{output[-6000:]}")
-    return output
-
-
 def run_all(*runs: tuple[list[str], Path, Path]) -> list[str]:
     """Run several independent XPs side by side; their outputs, in order."""
-    procs = [(start_dora(args, d, corpus), d) for args, d, corpus in runs]
-    return [finish(p, d) for p, d in procs]
+    started = [start_dora(args, d, corpus) for args, d, corpus in runs]
+    return [finish(run) for run in started]
 
 
 def only_xp(dora_dir: Path) -> Path:
     (xp,) = xp_dirs(dora_dir)
     return xp
-
-
-def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def assert_same_state(a: dict, b: dict, what: str) -> None:
@@ -106,13 +82,13 @@ def stock_args(corpus: Path) -> list[str]:
 def test_without_the_loss_the_first_step_is_the_stock_solvers_bitwise(tmp_path, tiny_corpus):
     ours, stock = tmp_path / "ours", tmp_path / "stock"
     args = ["run", *stock_args(tiny_corpus)]
-    procs = [(start_dora(args, ours, tiny_corpus), ours),
-             (start_dora(args, stock, tiny_corpus, package="audiocraft", env_extra={"USER": "tester"}), stock)]
-    for proc, d in procs:
-        finish(proc, d)
+    runs = [start_dora(args, ours, tiny_corpus),
+            start_dora(args, stock, tiny_corpus, package="audiocraft", env_extra={"USER": "tester"})]
+    for run in runs:
+        finish(run)
     ours_xp, stock_xp = only_xp(ours), only_xp(stock)
     assert ours_xp.name == stock_xp.name  # the same config delta, hence the same signature
-    a, b = load(ours_xp / "checkpoint.th"), load(stock_xp / "checkpoint.th")
+    a, b = load_checkpoint(ours_xp / "checkpoint.th"), load_checkpoint(stock_xp / "checkpoint.th")
     assert_same_state(a["model"], b["model"], "model after one update")
     assert_same_state(a["best_state"]["model"], b["best_state"]["model"], "best state")
     (ha,), (hb,) = history(ours_xp), history(stock_xp)
@@ -134,21 +110,21 @@ RESUME = [*TINY, "dataset.batch_size=4", "losses.inde=1000", "inde.macro_batch=2
 def test_resume_after_sigkill_matches_an_uninterrupted_run_bitwise(tmp_path, tiny_corpus):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     args = ["run", *RESUME]
-    ref_proc = start_dora(args, reference, tiny_corpus)
-    proc = start_dora(args, killed, tiny_corpus)
-    log = killed.parent / "killed.log"
+    ref_run = start_dora(args, reference, tiny_corpus)
+    run = start_dora(args, killed, tiny_corpus)
     deadline = time.time() + 400
-    while "Epoch 2 | 1/3" not in log.read_text():  # one step into epoch 2, after epoch 1's checkpoint
-        assert proc.poll() is None, log.read_text()[-4000:]
+    while "Epoch 2 | 1/3" not in run.log.read_text():  # one step into epoch 2, after epoch 1's checkpoint
+        assert run.proc.poll() is None, run.log.read_text()[-4000:]
         assert time.time() < deadline
         time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.proc.wait()
     xp = only_xp(killed)
     assert len(history(xp)) == 1, "killed too late: epoch 2 had already been saved"
-    assert "Loading existing checkpoint" in finish(start_dora(args, killed, tiny_corpus), killed)
-    finish(ref_proc, reference)
-    resumed, uninterrupted = load(xp / "checkpoint.th"), load(only_xp(reference) / "checkpoint.th")
+    assert "Loading existing checkpoint" in finish(start_dora(args, killed, tiny_corpus))
+    finish(ref_run)
+    resumed = load_checkpoint(xp / "checkpoint.th")
+    uninterrupted = load_checkpoint(only_xp(reference) / "checkpoint.th")
     assert [list(e) for e in history(xp)] == [list(e) for e in history(only_xp(reference))]
     assert_same_state(resumed["model"], uninterrupted["model"], "final weights")
     assert_same_state(resumed["best_state"]["model"], uninterrupted["best_state"]["model"], "final best state")
@@ -186,13 +162,13 @@ def test_divergence_stops_before_the_checkpoint_and_keeps_the_last_good_one(tmp_
     digest_file = tmp_path / "digest_at_divergence"
     dora_dir = tmp_path / "dora"
     args = ["run", *TINY, "losses.inde=1000", "optim.epochs=2", "optim.updates_per_epoch=2"]
-    proc = start_dora(args, dora_dir, tiny_corpus, script=script, env_extra={"DIGEST_FILE": str(digest_file)})
-    output = finish(proc, dora_dir, expect_ok=False)
-    assert proc.returncode != 0
+    run = start_dora(args, dora_dir, tiny_corpus, script=script, env_extra={"DIGEST_FILE": str(digest_file)})
+    output = finish(run, expect_ok=False)
+    assert run.proc.returncode != 0
     assert "independence loss is nan" in output and "the last good one is kept" in output
     xp = only_xp(dora_dir)
     assert len(history(xp)) == 1  # epoch 2 never committed
     digest = hashlib.sha256((xp / "checkpoint.th").read_bytes()).hexdigest()
     assert digest == digest_file.read_text()  # epoch 1's checkpoint, byte for byte
-    state = load(xp / "checkpoint.th")
+    state = load_checkpoint(xp / "checkpoint.th")
     assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())

@@ -21,6 +21,8 @@ import torch
 
 from mmd_audiocraft.health import CodebookCollapse, CodebookGuard, codebook_entropy_and_use
 
+from .conftest import seeded_solver, train_batches
+
 # Small batches keep a training step well under a second on one core.
 SMALL = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "dataset.batch_size=4",
          "dataset.train.num_samples=32", "dataset.valid.num_samples=8", "dataset.evaluate.num_samples=4",
@@ -46,20 +48,7 @@ def compose(tmp_path, tiny_corpus, monkeypatch):
 @pytest.fixture
 def build(compose, one_thread):
     """build(*overrides) -> a freshly seeded MMDCompressionSolver, as our Dora main builds it."""
-    from mmd_audiocraft.solvers import install_solver_selection
-    from mmd_audiocraft.train import audiocraft_train
-
-    install_solver_selection()
-
-    def _build(*overrides: str):
-        xp = compose(*overrides)
-        torch.manual_seed(0)
-        random.seed(0)
-        np.random.seed(0)
-        with xp.enter():
-            return audiocraft_train.get_solver(xp.cfg)
-
-    return _build
+    return lambda *overrides: seeded_solver(compose(*overrides))
 
 
 @contextlib.contextmanager
@@ -72,10 +61,6 @@ def stage(solver, name: str):
     finally:
         solver._current_stage = None
 
-
-def batches(solver, n: int) -> list[torch.Tensor]:
-    it = iter(solver.dataloaders["train"])
-    return [next(it) for _ in range(n)]
 
 
 def quantizer_buffers(solver) -> dict[str, torch.Tensor]:
@@ -101,7 +86,7 @@ def seed_giving(n: int, high: int) -> int:
 def test_macro_batch_pass_leaves_codebooks_alone_and_trains_the_encoder(build):
     solver = build("losses.inde=1000", "inde.macro_batch=2")
     q = solver.model.quantizer
-    x = batches(solver, 3)
+    x = train_batches(solver, 3)
     with stage(solver, "train"):
         for step, batch in enumerate(x):
             # what the stock training forward alone does to the codebooks (k-means init, EMA, dead codes)
@@ -140,7 +125,11 @@ def test_macro_batch_pass_leaves_codebooks_alone_and_trains_the_encoder(build):
         assert any(not torch.equal(before[k], v) for k, v in q.state_dict().items())
 
 
-def _spy_independence(solver, seen: list):
+def _codebook_probes(solver) -> tuple[list[int], list[int]]:
+    """(codebooks of each quantizer forward, codebooks of each MMD), appended to as the solver runs."""
+    ran: list[int] = []
+    seen: list[int] = []
+    solver.model.quantizer.register_forward_hook(lambda m, a, out: ran.append(out.codes.shape[1]))
     original = solver.independence
 
     def spy(z, pattern=None):
@@ -148,16 +137,14 @@ def _spy_independence(solver, seen: list):
         return original(z, pattern)
 
     solver.independence = spy
+    return ran, seen
 
 
 @pytest.mark.slow
 def test_quantizer_dropout_loss_uses_the_codebooks_that_ran(build):
     solver = build("losses.inde=1000", "rvq.q_dropout=true")
-    ran: list[int] = []
-    solver.model.quantizer.register_forward_hook(lambda m, a, out: ran.append(out.codes.shape[1]))
-    seen: list[int] = []
-    _spy_independence(solver, seen)
-    x = batches(solver, 4)
+    ran, seen = _codebook_probes(solver)
+    x = train_batches(solver, 4)
     with stage(solver, "train"):
         for step, n in enumerate([3, 1, 2, 4]):
             ran.clear()
@@ -176,11 +163,8 @@ def test_quantizer_dropout_loss_uses_the_codebooks_that_ran(build):
 def test_quantizer_dropout_is_off_in_the_macro_batch_pass(build):
     """The live forward drops codebooks as configured; the stored batches are re-encoded with all of them."""
     solver = build("losses.inde=1000", "rvq.q_dropout=true", "inde.macro_batch=3")
-    ran: list[int] = []
-    solver.model.quantizer.register_forward_hook(lambda m, a, out: ran.append(out.codes.shape[1]))
-    seen: list[int] = []
-    _spy_independence(solver, seen)
-    x = batches(solver, 3)
+    ran, seen = _codebook_probes(solver)
+    x = train_batches(solver, 3)
     with stage(solver, "train"):
         for step, n in enumerate([1, 2, 3]):
             ran.clear()
@@ -198,7 +182,7 @@ def test_live_mmd_gradient_joins_the_balancer_backward_like_a_separate_backward(
     here is the plain way: a separate backward of weight x MMD through the whole graph."""
     def separate_backward(self, mmd, passes):
         weight = self.inde_weight * self.inde_state.weight_scale
-        with self.capture.tagging("inde"):  # its gradient at the encoder output is not the reconstruction's
+        with self.capture.ignoring_grads():  # its gradient at the encoder output is not the reconstruction's
             (weight * mmd).backward(retain_graph=True)
         return weight, 0.0
 
@@ -216,7 +200,7 @@ def test_live_mmd_gradient_joins_the_balancer_backward_like_a_separate_backward(
 
         solver.optimizer.step = capture_grads
         with stage(solver, "train"):
-            metrics = solver.run_step(0, batches(solver, 1)[0], {})
+            metrics = solver.run_step(0, train_batches(solver, 1)[0], {})
         results.append((grads[0], metrics))
     (ours, m_ours), (reference, m_ref) = results
     assert ours.keys() == reference.keys() and any(k.startswith("encoder.") for k in ours)
@@ -327,7 +311,7 @@ def test_guard_in_the_solver_reduce_halves_the_weight_and_stop_raises(build, cap
     solver = build("losses.inde=1000", "inde.guard.reference_steps=1", "inde.guard.min_entropy_bits=100",
                    "inde.guard.action=reduce")
     caplog.set_level(logging.WARNING)
-    x = batches(solver, 4)
+    x = train_batches(solver, 4)
     with stage(solver, "train"):
         weights = [solver.run_step(i, x[i], {})["inde_weight"] for i in range(3)]
         assert weights == [1000.0, 1000.0, 500.0]  # halved once, at the collapse, not at every step
@@ -344,7 +328,7 @@ def test_guard_in_the_solver_reduce_halves_the_weight_and_stop_raises(build, cap
 @pytest.mark.slow
 def test_grad_ratio_mode_scales_the_mmd_gradient_to_the_reconstruction_gradient(build):
     solver = build("losses.inde=1000", "inde.grad_ratio=0.1", "dataset.train.num_samples=64")
-    x = batches(solver, 12)
+    x = train_batches(solver, 12)
     with stage(solver, "train"):
         steps = [solver.run_step(i, x[i], {}) for i in range(12)]
     ratios = [m["inde_grad_ratio"] for m in steps]
@@ -365,7 +349,7 @@ def test_non_finite_independence_loss_stops_before_the_update(build, monkeypatch
     from mmd_audiocraft.solvers import compression
 
     solver = build("losses.inde=1000")
-    x = batches(solver, 2)
+    x = train_batches(solver, 2)
     with stage(solver, "train"):
         solver.run_step(0, x[0], {})
         params = {k: v.detach().clone() for k, v in solver.model.named_parameters()}
@@ -412,6 +396,6 @@ def test_balancer_norm_average_is_flashys_and_survives_a_checkpoint(build):
     solver = build("losses.inde=1000")
     assert isinstance(solver.balancer.averager, _ResumableAverager)
     with stage(solver, "train"):
-        solver.run_step(0, batches(solver, 1)[0], {})
+        solver.run_step(0, train_batches(solver, 1)[0], {})
     saved = solver.state_dict()["inde_state"]["balancer_ema"]
     assert set(saved["total"]) == {"l1", "msspec"} and saved["fix"]["msspec"] == 1.0

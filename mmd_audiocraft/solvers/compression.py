@@ -214,7 +214,7 @@ class MMDCompressionSolver(CompressionSolver):
         encoder output, so the encoder is backpropagated once for both; re-encoded macro-batch passes have
         their own graph and their own backward."""
         embs = [p.emb for p in passes]
-        with self.capture.tagging("inde_unit"):
+        with self.capture.ignoring_grads():
             grads = torch.autograd.grad(mmd, embs, retain_graph=True, allow_unused=True)
         pairs = [(e, g) for e, g in zip(embs, grads) if g is not None]
         unit = math.sqrt(sum(float(g.pow(2).sum()) for _, g in pairs))
@@ -230,7 +230,7 @@ class MMDCompressionSolver(CompressionSolver):
             for emb, grad in pairs:  # hooks run in order: the capture's, registered earlier, sees the pure rec
                 emb.register_hook(lambda rec_grad, extra=weight * grad: rec_grad + extra)
         else:
-            with self.capture.tagging("inde"):
+            with self.capture.ignoring_grads():
                 torch.autograd.backward([e for e, _ in pairs], [weight * g for _, g in pairs])
         return weight, weight * unit
 
@@ -283,7 +283,7 @@ class MMDCompressionSolver(CompressionSolver):
         live = passes[0]
         metrics.update(self._step_metrics)
         if training_with_loss:
-            rec_norm = math.sqrt(live.grad_norm_sq("rec"))
+            rec_norm = math.sqrt(live.grad_norm_sq())
             metrics["rec_grad_norm"] = rec_norm
             self._update_ema("rec", rec_norm)
             if "inde_grad_norm" in self._step_metrics and rec_norm > 0:
@@ -320,9 +320,7 @@ class MMDCompressionSolver(CompressionSolver):
             return super().evaluate()
         ev = self.inde_cfg.evaluate
         evaluation = IndependenceEvaluation(self.bins, self._pattern, self.independence, int(ev.max_rows),
-                                            int(ev.null_shuffles), int(ev.seed))
-        # independent sample keys on each process, so that the merged sample is uniform over all of them
-        evaluation.sample.generator.manual_seed(int(ev.seed) + 1000 * flashy.distrib.rank())
+                                            int(ev.null_shuffles), int(ev.seed), rank=flashy.distrib.rank())
         self.capture.track_grads = False
         with self.capture.recording(sink=evaluation.add):
             metrics = super().evaluate()

@@ -21,11 +21,14 @@ from ..patterns import group_rows
 class IndependenceEvaluation:
     """Streams quantizer passes into sparse code counts and a bounded random sample of vectors."""
 
-    def __init__(self, bins: int, pattern, independence, max_rows: int, null_shuffles: int, seed: int):
+    def __init__(self, bins: int, pattern, independence, max_rows: int, null_shuffles: int, seed: int,
+                 rank: int = 0):
         self.bins, self.pattern, self.independence = bins, pattern, independence
         self.null_shuffles, self.seed = null_shuffles, seed
         self.counts: CodeCounts | None = None
-        self.sample = VectorSample(max_rows, seed)  # uniform over every row seen
+        # uniform over every row seen; keys drawn independently on each process, so that the sample merged
+        # across processes is uniform over all of them
+        self.sample = VectorSample(max_rows, seed + 1000 * rank)
 
     def add(self, qpass: QuantizerPass) -> None:
         if len(qpass.vectors) < 2:
