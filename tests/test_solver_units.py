@@ -125,6 +125,53 @@ def test_macro_batch_pass_leaves_codebooks_alone_and_trains_the_encoder(build):
         assert any(not torch.equal(before[k], v) for k, v in q.state_dict().items())
 
 
+QUANTIZERS = {
+    "rvq": [],
+    "rvq_dropout": ["rvq.q_dropout=true"],
+    "pvq": ["model=encodec/encodec_pvq_nq4", "seanet.ratios=[8,5,4,2]", "seanet.n_filters=8", "pvq.bins=128",
+            "pvq.kmeans_iters=10"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantizer", sorted(QUANTIZERS))
+def test_every_stored_batch_is_quantized_with_the_codebooks_of_the_step(build, quantizer):
+    """Each stored batch of a macro-batch pass meets the codebooks as they were before the pass (none moved by
+    the batches before it), and the pass's MMD equals a reference computed with those codebooks frozen: codes
+    from the quantizer's own encode in eval mode, per-codebook vectors looked up from them."""
+    solver = build("losses.inde=1000", "inde.macro_batch=4", *QUANTIZERS[quantizer])
+    model, q = solver.model, solver.model.quantizer
+    with stage(solver, "train"):
+        for step, batch in enumerate(train_batches(solver, 6)):  # codebooks initialised and moved by EMA
+            torch.manual_seed(seed_giving(4, 4) if step == 0 else step)  # q_dropout: every codebook ran once
+            solver.run_step(step, batch, {})
+        assert len(solver.inde_state.stored) == 4
+        before = quantizer_buffers(solver)
+        seen: list[dict] = []
+        hook = q.register_forward_pre_hook(lambda module, args: seen.append(quantizer_buffers(solver)))
+        shuffles = solver.inde_state.generator.get_state()
+        passes = solver._reencode_stored()
+        hook.remove()
+        assert len(seen) == 4
+        for state in seen:
+            assert_same_tensors(state, before)
+        assert_same_tensors(quantizer_buffers(solver), before)
+        mmd = solver.independence(torch.cat([p.stacked() for p in passes]))
+
+    model.eval()
+    layers = list(q.codebook_layers()) if hasattr(q, "codebook_layers") else list(q.vq.layers)
+    reference = []
+    with torch.no_grad():
+        for audio, captured in zip(solver.inde_state.stored, passes):
+            codes = q.encode(model.encoder(model.preprocess(audio)[0]))  # [B, K, T]
+            assert torch.equal(codes, captured.stacked_codes())
+            vectors = torch.stack([layer.decode(codes[:, k]) for k, layer in enumerate(layers)], dim=1)
+            reference.append(vectors.transpose(2, 3))  # [B, K, T, D']
+        solver.inde_state.generator.set_state(shuffles)
+        expected = solver.independence(torch.cat(reference))
+    torch.testing.assert_close(mmd.detach(), expected, rtol=1e-5, atol=1e-7)
+
+
 def _codebook_probes(solver) -> tuple[list[int], list[int]]:
     """(codebooks of each quantizer forward, codebooks of each MMD), appended to as the solver runs."""
     ran: list[int] = []

@@ -136,21 +136,32 @@ _DROPOUT_FLAGS = ("q_dropout", "hierarchical_dropout")  # rvq, pvq
 
 
 @contextlib.contextmanager
-def _codebooks_untouched(quantizer: torch.nn.Module):
-    """Run the quantizer in training mode (for its straight-through gradient) without it learning anything.
+def frozen_codebooks(quantizer: torch.nn.Module):
+    """Run the quantizer in training mode (for its straight-through gradient) with its codebooks frozen.
 
-    EMA updates, k-means init and dead-code expiry are undone, the global RNG they draw from is restored, and
-    quantizer dropout is off (otherwise each stored batch would keep a random number of codebooks)."""
+    Every submodule that holds buffers (audiocraft's `EuclideanCodebook`: embed, embed_avg, cluster_size,
+    inited) runs in eval mode, so no forward inside the block moves them (EMA update, dead-code expiry):
+    every stored batch of a macro-batch pass is quantized with the codebooks of the current step. (Restoring
+    a snapshot after the pass is not enough: each batch would be quantized with what the batches before it
+    moved.) The one update eval mode allows, the k-means init of a codebook that never ran yet (quantizer
+    dropout), happens before the first stored batch is quantized and is undone after the pass, like anything
+    else. Quantizer dropout is off (each stored batch keeps every codebook) and the global RNG is restored.
+    """
     snapshot = {k: v.detach().clone() for k, v in quantizer.state_dict().items()}
+    stateful = [m for m in quantizer.modules() if m.training and next(m.buffers(recurse=False), None) is not None]
     flags = {name: getattr(quantizer, name) for name in _DROPOUT_FLAGS if hasattr(quantizer, name)}
     for name in flags:
         setattr(quantizer, name, False)
+    for module in stateful:
+        module.training = False  # this module only: the quantization layers above stay in training mode
     with torch.random.fork_rng(devices=[]):
         try:
             yield
         finally:
             for name, value in flags.items():
                 setattr(quantizer, name, value)
+            for module in stateful:
+                module.training = True
             with torch.no_grad():
                 for key, value in quantizer.state_dict().items():
                     value.copy_(snapshot[key])
@@ -241,7 +252,7 @@ class MMDCompressionSolver(CompressionSolver):
         def encode(x):
             return model.encoder(model.preprocess(x)[0])
 
-        with _codebooks_untouched(model.quantizer), self.capture.recording() as passes:
+        with frozen_codebooks(model.quantizer), self.capture.recording() as passes:
             for audio in self.inde_state.stored:
                 emb = checkpoint(encode, audio.to(self.device), use_reentrant=False)
                 model.quantizer(emb, model.frame_rate)
