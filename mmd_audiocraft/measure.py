@@ -34,6 +34,7 @@ import torch
 from .kernels import DEFAULT_BANDWIDTHS
 from .metrics import CodeCounts, codes_to_rows, independence_report
 from .models import LoadedModel, ModelLoadError, load_compression_model
+from .patterns import min_frames as pattern_min_frames
 
 __all__ = ["MEASURE_SCHEMA", "PATTERNS", "MeasureInputError", "AudioFile", "Segment", "read_manifest",
            "plan_segments", "VectorSample", "measure_model", "measure", "format_table", "write_json",
@@ -276,8 +277,8 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
         raise MeasureInputError(f"the model encodes with {K} codebook: dependence needs at least 2")
     sr, channels, frame_rate = int(model.sample_rate), int(model.channels), float(model.frame_rate)
     delays = list(range(K)) if pattern == "delay" else None
-    min_frames = K if pattern == "delay" else 1  # a segment must give at least one tuple
-    min_samples = math.ceil(min_frames * sr / frame_rate)
+    min_frames = pattern_min_frames(pattern, K)
+    min_samples = math.ceil(min_frames * sr / frame_rate)  # a segment must give at least one tuple
 
     segments = plan_segments(files, segment_seconds)
     counts = CodeCounts(K, bins)

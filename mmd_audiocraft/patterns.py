@@ -32,6 +32,13 @@ def check_codes(z: torch.Tensor, name: str = "z") -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+def too_few_frames(timesteps: int, codebooks: Sequence[int], need: int) -> ValueError:
+    """The one error for inputs too short for a pattern (torch and numpy grouping alike): grouping never
+    falls back to the codebooks that fit, which would silently drop the others from the loss and metrics."""
+    return ValueError(f"T = {timesteps} frames is too few for the decoding pattern: it predicts codebooks "
+                      f"{list(codebooks)} together only from T >= {need} frames")
+
+
 def _delay_rows(z: torch.Tensor, delays: Sequence[int] | None) -> torch.Tensor:
     k, t = z.shape[1], z.shape[2]
     delays = list(range(k)) if delays is None else [int(d) for d in delays]
@@ -40,15 +47,19 @@ def _delay_rows(z: torch.Tensor, delays: Sequence[int] | None) -> torch.Tensor:
     hi, lo = max(delays), min(delays)
     steps = t - (hi - lo)  # LM steps s in [hi, T + lo) hold every codebook k at frame s - delays[k]
     if steps < 1:
-        raise ValueError(f"z has T = {t} frames, too few for delays {delays} (needs more than {hi - lo})")
+        raise too_few_frames(t, range(k), hi - lo + 1)
     blocks = [z[:, q, hi - d : hi - d + steps] for q, d in enumerate(delays)]  # each [B, steps, N]
     return torch.stack(blocks, dim=2).reshape(-1, k, z.shape[3])
 
 
-def _pattern_steps(pattern, timesteps: int, k: int) -> tuple[list[int], list[list[int]]]:
-    """(codebooks, frame index per step and codebook) for the most common largest multi-codebook step."""
+def _pattern_steps(pattern, timesteps: int, k: int | None) -> tuple[list[int], list[list[int]], int]:
+    """(codebooks, frame index per step and codebook, fewest frames giving a step) for the pattern's most
+    common largest multi-codebook step; the steps are those whose frames all lie below `timesteps`.
+
+    The codebook set is chosen over the whole layout, frames or not: a short input gets no step (the caller
+    raises), never a smaller set."""
     n_q = getattr(pattern, "n_q", None)
-    if n_q is not None and n_q != k:
+    if k is not None and n_q is not None and n_q != k:
         raise ValueError(f"the pattern has n_q = {n_q} codebooks but z has K = {k}")
     sets = Counter()
     steps = []
@@ -56,7 +67,7 @@ def _pattern_steps(pattern, timesteps: int, k: int) -> tuple[list[int], list[lis
         qs = tuple(sorted(c.q for c in coords))
         if len(qs) != len(set(qs)):
             raise ValueError(f"a pattern step predicts the same codebook twice: {coords}")
-        if len(qs) >= 2 and all(c.t < timesteps for c in coords):
+        if len(qs) >= 2:
             sets[qs] += 1
             steps.append((qs, {c.q: c.t for c in coords}))
     if not sets:
@@ -68,7 +79,25 @@ def _pattern_steps(pattern, timesteps: int, k: int) -> tuple[list[int], list[lis
     largest = max(len(qs) for qs in sets)
     chosen = max((qs for qs in sets if len(qs) == largest), key=lambda qs: (sets[qs], [-q for q in qs]))
     frames = [[ts[q] for q in chosen] for qs, ts in steps if qs == chosen]
-    return list(chosen), frames
+    need = min(max(f) for f in frames) + 1
+    return list(chosen), [f for f in frames if max(f) < timesteps], need
+
+
+def min_frames(pattern="delay", n_q: int = 2, delays: Sequence[int] | None = None) -> int:
+    """Fewest codec frames T from which :func:`group_by_pattern` gives rows (with every codebook the pattern
+    predicts together) for `pattern` over `n_q` codebooks: ``max(delays) - min(delays) + 1`` for "delay", 1
+    for "parallel"; read from the layout for an audiocraft Pattern or provider. Raises ValueError as
+    :func:`group_by_pattern` does for patterns that predict one code per step."""
+    if isinstance(pattern, str):
+        if pattern == "parallel":
+            return 1
+        if pattern != "delay":
+            raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}")
+        delays = list(range(n_q)) if delays is None else [int(d) for d in delays]
+        return max(delays) - min(delays) + 1
+    if hasattr(pattern, "get_pattern"):
+        pattern = pattern.get_pattern(1)  # the layout lists the steps past T too: enough to read the minimum
+    return _pattern_steps(pattern, 0, None)[2]
 
 
 def group_by_pattern(z: torch.Tensor, pattern="delay", delays: Sequence[int] | None = None) -> torch.Tensor:
@@ -81,6 +110,7 @@ def group_by_pattern(z: torch.Tensor, pattern="delay", delays: Sequence[int] | N
             K-1 frames cropped by default), an audiocraft ``Pattern`` or a pattern provider (``get_pattern(T)``
             is called). For a Pattern, the steps predicting the largest set of >= 2 codebooks (the most
             frequent such set) whose frames all exist are used, with the codebooks in increasing order.
+            Raises ValueError when T is below :func:`min_frames` (no codebook is ever dropped to fit).
         delays: per-codebook delays for ``"delay"``.
 
     Row order is item-major: row b * steps + s.
@@ -108,7 +138,9 @@ def group_rows(z: torch.Tensor, pattern="delay", delays: Sequence[int] | None = 
     if not hasattr(pattern, "layout"):
         raise ValueError(f"pattern must be a name, a Pattern (.layout) or a provider (.get_pattern), "
                          f"got {type(pattern).__name__}")
-    qs, frames = _pattern_steps(pattern, t, k)
+    qs, frames, need = _pattern_steps(pattern, t, k)
+    if not frames:
+        raise too_few_frames(t, qs, need)
     q_index = torch.tensor(qs, device=z.device)
     t_index = torch.tensor(frames, device=z.device, dtype=torch.long)  # [steps, K']
     rows = z[:, q_index[None, :], t_index]  # [B, steps, K', N]

@@ -221,7 +221,7 @@ def test_low_precision_and_autocast_give_fp32():
     [
         (torch.zeros(3, 4, 5), {}, r"shape \[B, K, T, N\]"),
         (gaussian_codes(k=1), {}, "K >= 2"),
-        (gaussian_codes(b=1, t=2), {}, "frames, too few"),
+        (gaussian_codes(b=1, t=2), {}, "frames is too few"),
         (gaussian_codes(b=1, t=3), {}, "only 1 row"),
         (gaussian_codes(b=1, k=3, t=3), {"pattern": "parallel", "estimator": "disjoint"}, "at least 2 rows per"),
         (gaussian_codes(b=1, t=1), {"pattern": "parallel"}, "only 1 row"),

@@ -126,3 +126,44 @@ def test_matches_audiocraft_pattern_providers():
     for flat in (cp.UnrolledPatternProvider(k), cp.MusicLMPattern(k)):
         with pytest.raises(ValueError, match="trivially independent"):
             group_by_pattern(z, flat)
+
+
+@pytest.mark.parametrize("delays", [None, [0, 2, 3, 5], [1, 1, 2, 3]])
+def test_short_inputs_fail_alike_on_every_path_and_never_drop_a_codebook(delays):
+    """The string path, audiocraft's provider and its Pattern, and the numpy code grouping agree for every T:
+    the same rows from min_frames on, the same error below it (no smaller codebook set that happens to fit)."""
+    cp = pytest.importorskip("audiocraft.modules.codebooks_patterns")
+    from mmd_audiocraft.metrics import codes_to_rows
+    from mmd_audiocraft.patterns import min_frames
+
+    k = 4
+    provider = cp.DelayedPatternProvider(k, delays=delays)
+    spread = k if delays is None else max(delays) - min(delays) + 1  # hand count: first step holding all K
+    assert min_frames("delay", k, delays) == min_frames(provider, k) == spread
+    for t in range(1, spread + 3):
+        z = labelled(b=2, k=k, t=t, n=1)
+        codes = z[..., 0].long().numpy()
+        paths = {"string": (group_by_pattern, z, "delay", delays),
+                 "provider": (group_by_pattern, z, provider, None),
+                 "pattern": (group_by_pattern, z, provider.get_pattern(t), None),
+                 "numpy": (codes_to_rows, codes, "delay", delays)}
+        if t < spread:
+            for group, data, pattern, d in paths.values():
+                with pytest.raises(ValueError, match=f"T = {t} frames is too few.*T >= {spread} frames"):
+                    group(data, pattern, delays=d)
+        else:
+            rows = {name: torch.as_tensor(group(data, pattern, delays=d)).reshape(-1, k, 1).float()
+                    for name, (group, data, pattern, d) in paths.items()}
+            assert all(r.shape == (2 * (t - spread + 1), k, 1) for r in rows.values())
+            assert all(torch.equal(r, rows["string"]) for r in rows.values())
+
+
+def test_min_frames_of_patterns_without_a_full_step():
+    cp = pytest.importorskip("audiocraft.modules.codebooks_patterns")
+    from mmd_audiocraft.patterns import min_frames
+
+    assert min_frames("parallel", 4) == 1
+    assert min_frames(cp.ParallelPatternProvider(4), 4) == 1
+    assert min_frames(cp.CoarseFirstPattern(4, delays=[0, 1, 2]), 4) == 3  # codebooks 1-3 delayed by 0, 1, 2
+    with pytest.raises(ValueError, match="trivially independent"):
+        min_frames(cp.UnrolledPatternProvider(4), 4)

@@ -295,6 +295,25 @@ def test_pattern_errors_fail_at_construction_naming_the_key(build, override, key
         build("losses.inde=1000", override)
 
 
+SHORT_SEGMENTS = [
+    (["losses.inde=1000", "dataset.segment_duration=0.06"], "dataset.segment_duration=0.06", "valid"),
+    (["losses.inde=0", "dataset.evaluate.segment_duration=0.06"], "dataset.evaluate.segment_duration=0.06",
+     "evaluate"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides,key,split", SHORT_SEGMENTS)
+def test_segments_shorter_than_the_pattern_are_refused_at_construction(build, overrides, key, split):
+    """0.06 s at 16 kHz with a hop of 320 samples: 3 frames; the delay pattern over 4 codebooks needs 4 (0.08 s).
+    No codebook is dropped to fit: the solver refuses, naming the key, the frames and the minimum duration."""
+    name = key.split("=")[0].replace(".", "[.]")
+    with pytest.raises(ValueError, match=rf"{name}=0[.]06 gives the {split} split 3 codec frames at 50 Hz.* "
+                                         rf"only from 4 frames: set {name} >= 0[.]08 s"):
+        build(*overrides)
+    build("losses.inde=1000", "dataset.segment_duration=0.06", "inde.codebooks_pattern.modeling=parallel")
+
+
 # ------------------------------------------------------------------ codebook health
 def test_codebook_usage_matches_numpy():
     rng = np.random.default_rng(0)

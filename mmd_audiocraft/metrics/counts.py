@@ -285,8 +285,9 @@ def codes_to_rows(codes, pattern="parallel", delays: Sequence[int] | None = None
         raise ValueError(f"delays: expected {K} non-negative integers, got {delays}")
     lo, hi = int(d.max()), T - 1 + int(d.min())  # valid steps s in [lo, hi]
     steps = hi - lo + 1
-    if steps <= 0:
-        return np.zeros((0, K), dtype=arr.dtype)
+    if steps <= 0:  # the same error as the torch grouping: never fewer codebooks, never silently nothing
+        raise ValueError(f"T = {T} frames is too few for the decoding pattern: it predicts codebooks "
+                         f"{list(range(K))} together only from T >= {int(d.max() - d.min()) + 1} frames")
     out = np.empty((B, steps, K), dtype=arr.dtype)
     for k in range(K):
         start = lo - int(d[k])

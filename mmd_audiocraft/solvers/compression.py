@@ -32,7 +32,7 @@ from ..distributed import (
 from ..health import CodebookGuard, codebook_entropy_and_use
 from ..loss import independence_loss
 from .evaluation import IndependenceEvaluation
-from .inde_config import check_pattern, inde_weight, pattern_provider
+from .inde_config import check_pattern, check_segment_frames, inde_weight, pattern_provider
 from .pretrained import convert_hf_weight_norm_keys
 
 logger = logging.getLogger(__name__)
@@ -191,6 +191,8 @@ class MMDCompressionSolver(CompressionSolver):
         self._inde_per_rank = PerRankState(self.inde_state)  # audiocraft writes rank 0's checkpoint only
         self.stateful.register("inde_state", self._inde_per_rank)
         self._providers: dict[int, object] = {}
+        hop = getattr(self.model.encoder, "hop_length", None) or self.model.sample_rate / self.model.frame_rate
+        check_segment_frames(self.cfg, self._pattern(self.n_q), self.n_q, int(hop), float(self.model.frame_rate))
         self._step_metrics: dict = {}
         if self.inde_weight > 0:
             self.balancer = _IndependenceBeforeBalancer(self.balancer, self._independence_backward)

@@ -4,12 +4,14 @@ A typo in a sweep should cost seconds, not a queued 8-GPU job that dies at its f
 """
 from __future__ import annotations
 
+import math
+
 import omegaconf
 import torch
 
 from ..capture import SOURCES
 from ..kernels import make_kernel
-from ..patterns import group_rows
+from ..patterns import group_rows, min_frames
 from ..shuffle import ESTIMATORS
 
 
@@ -65,3 +67,28 @@ def check_pattern(pattern_cfg: omegaconf.DictConfig, n_q: int) -> None:
         group_rows(torch.zeros(1, n_q, 4 * n_q + 8, 1), provider)
     except (ValueError, KeyError, AssertionError) as exc:
         raise ValueError(f"inde.codebooks_pattern (modeling={pattern_cfg.get('modeling')!r}): {exc}") from None
+
+
+def check_segment_frames(cfg: omegaconf.DictConfig, provider, n_q: int, hop_length: int, frame_rate: float) -> None:
+    """Fail now if a split whose codes the solver groups by the pattern has segments too short for it.
+
+    Grouping never drops a codebook to fit a short input (it raises); this names the key instead of failing
+    at the first step: train (with `losses.inde` > 0), valid (its `inde` metric) and evaluate (with
+    `inde.evaluate.metrics`). Segments of `d` seconds give ceil(d * sample_rate / hop_length) codec frames.
+    """
+    need = min_frames(provider, n_q)
+    used = ["valid"] + (["train"] if inde_weight(cfg) > 0 else []) + \
+        (["evaluate"] if cfg.inde.evaluate.metrics else [])
+    for split in used:
+        key = f"dataset.{split}.segment_duration"
+        duration = omegaconf.OmegaConf.select(cfg, key)
+        if duration is None:
+            key, duration = "dataset.segment_duration", cfg.dataset.get("segment_duration")
+        if duration is None:
+            continue  # whole files
+        frames = math.ceil(round(float(duration) * int(cfg.sample_rate)) / hop_length)
+        if frames < need:
+            raise ValueError(
+                f"{key}={duration} gives the {split} split {frames} codec frames at {frame_rate:g} Hz, but "
+                f"inde.codebooks_pattern (modeling={cfg.inde.codebooks_pattern.modeling}) predicts all its "
+                f"codebooks together only from {need} frames: set {key} >= {need / frame_rate:g} s")
