@@ -314,6 +314,54 @@ def test_segments_shorter_than_the_pattern_are_refused_at_construction(build, ov
     build("losses.inde=1000", "dataset.segment_duration=0.06", "inde.codebooks_pattern.modeling=parallel")
 
 
+def nan_corpus(root) -> None:
+    """A corpus (every split) of one float WAV of exactly one tiny-config segment (1 s at 16 kHz) whose samples
+    from 0.40 s to 0.45 s are NaN: every training segment holds 800 NaN samples."""
+    import subprocess
+    import sys
+
+    import soundfile
+
+    audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    audio[6400:7200] = np.nan
+    (root / "wav").mkdir(parents=True)
+    soundfile.write(root / "wav" / "nan.wav", audio, 16000, subtype="FLOAT")
+    subprocess.run([sys.executable, "-m", "audiocraft.data.audio_dataset", str(root / "wav"),
+                    str(root / "all.jsonl"), "--resolve"], check=True, capture_output=True)
+    for split in ("train", "valid", "evaluate", "generate"):
+        (root / "music_16khz" / split).mkdir(parents=True)
+        (root / "music_16khz" / split / "data.jsonl").write_text((root / "all.jsonl").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weight", [0, 1000])
+def test_non_finite_audio_stops_naming_the_input_whatever_the_weight(build, tmp_path, monkeypatch, weight):
+    nan_corpus(tmp_path / "nan")
+    monkeypatch.setenv("MMD_AUDIOCRAFT_CORPUS", str(tmp_path / "nan"))
+    solver = build(f"losses.inde={weight}")
+    (batch,) = train_batches(solver, 1)
+    assert int(torch.isnan(batch).sum()) == 4 * 800  # the loader keeps the file's NaN samples
+    with stage(solver, "train"), pytest.raises(FloatingPointError) as error:
+        solver.run_step(0, batch, {})
+    assert str(error.value).startswith("train step 0 of epoch 1: the input audio is not finite (3200 of 64000 "
+                                       "values are NaN or infinite; the data: check the audio files")
+    assert str(error.value).endswith("so the last good checkpoint is kept")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weight", [0, 1000])
+def test_a_diverged_encoder_is_named_before_the_loss_whatever_the_weight(build, weight):
+    solver = build(f"losses.inde={weight}")
+    (batch,) = train_batches(solver, 1)
+    with torch.no_grad():
+        next(solver.model.encoder.parameters()).fill_(float("inf"))  # finite audio, non-finite latents
+    with stage(solver, "train"), pytest.raises(FloatingPointError) as error:
+        solver.run_step(0, batch, {})
+    assert str(error.value).startswith("train step 0 of epoch 1: the encoder output is not finite (")
+    assert "its input is finite, so the encoder diverged" in str(error.value)
+    assert "not the independence loss" in str(error.value)
+
+
 # ------------------------------------------------------------------ codebook health
 def test_codebook_usage_matches_numpy():
     rng = np.random.default_rng(0)

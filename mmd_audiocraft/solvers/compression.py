@@ -167,6 +167,11 @@ def frozen_codebooks(quantizer: torch.nn.Module):
                     value.copy_(snapshot[key])
 
 
+BAD_DATA = "the data: check the audio files of this batch"
+ENCODER_DIVERGED = ("its input is finite, so the encoder diverged (e.g. too large losses.inde or optim.lr), "
+                    "not the independence loss")
+
+
 class MMDCompressionSolver(CompressionSolver):
     """CompressionSolver whose codec is regularised by the MMD independence loss when `losses.inde` > 0."""
 
@@ -194,6 +199,7 @@ class MMDCompressionSolver(CompressionSolver):
         hop = getattr(self.model.encoder, "hop_length", None) or self.model.sample_rate / self.model.frame_rate
         check_segment_frames(self.cfg, self._pattern(self.n_q), self.n_q, int(hop), float(self.model.frame_rate))
         self._step_metrics: dict = {}
+        self._step_idx = 0
         if self.inde_weight > 0:
             self.balancer = _IndependenceBeforeBalancer(self.balancer, self._independence_backward)
 
@@ -266,6 +272,8 @@ class MMDCompressionSolver(CompressionSolver):
         if (state.step - 1) % int(c.every) != 0:
             return
         passes = self._reencode_stored() if int(c.macro_batch) > 1 else self._live_passes[:1]
+        for p in passes:  # what is not finite first: named here, not as a bad argument of the loss
+            self._stop_if_not_finite("the encoder output", p.emb, ENCODER_DIVERGED)
         passes = [p for p in passes if len(p.vectors) >= 2]
         if not passes:
             return  # quantizer dropout kept a single codebook
@@ -285,6 +293,8 @@ class MMDCompressionSolver(CompressionSolver):
     # -- the training / valid step --------------------------------------------------------------------------
     def run_step(self, idx: int, batch: torch.Tensor, metrics: dict):
         training_with_loss = self.is_training and self.inde_weight > 0
+        self._step_idx = idx
+        self._stop_if_not_finite("the input audio", batch, BAD_DATA)
         if training_with_loss and int(self.inde_cfg.macro_batch) > 1:
             self.inde_state.stored.append(batch.detach().cpu())
         self._step_metrics = {}
@@ -294,6 +304,7 @@ class MMDCompressionSolver(CompressionSolver):
             metrics = super().run_step(idx, batch, metrics)
         self._live_passes = []
         live = passes[0]
+        self._stop_if_not_finite("the encoder output", live.emb, ENCODER_DIVERGED)
         metrics.update(self._step_metrics)
         if training_with_loss:
             rec_norm = math.sqrt(live.grad_norm_sq())
@@ -316,6 +327,16 @@ class MMDCompressionSolver(CompressionSolver):
                                     self.inde_state.weight_scale)
         self._check_finite(metrics)
         return metrics
+
+    def _stop_if_not_finite(self, what: str, tensor: torch.Tensor, cause: str) -> None:
+        """Stop the run, naming the first non-finite thing of the step and its likely cause."""
+        finite = torch.isfinite(tensor.detach())
+        if bool(finite.all()):
+            return
+        raise FloatingPointError(
+            f"{self.current_stage} step {self._step_idx} of epoch {self.epoch}: {what} is not finite "
+            f"({int((~finite).sum())} of {finite.numel()} values are NaN or infinite; {cause}); stopping before "
+            "this epoch's checkpoint is written, so the last good checkpoint is kept")
 
     def _check_finite(self, metrics: dict) -> None:
         for name, value in metrics.items():
