@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
-from .loss import independence_loss
+from .loss import independence_loss_from_rows
 from .metrics.counts import CodeCounts
 from .patterns import group_by_pattern
 
@@ -130,7 +130,7 @@ def global_independence_loss(
     independence_loss.
     """
     rows = gather_rows(group_by_pattern(z, pattern, delays), group)
-    return independence_loss(rows[:, :, None, :], pattern="parallel", generator=generator, **options)
+    return independence_loss_from_rows(rows, generator=generator, **options)
 
 
 # -- evaluation: merge what each process saw -----------------------------------------------------------------

@@ -12,20 +12,21 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .kernels import make_kernel
 from .mmd import mmd2_blocks, mmd2_unbiased
-from .patterns import PATTERN_NAMES, check_codes, group_rows
-from .shuffle import ESTIMATORS, factorized_sample
+from .options import LossOptions
+from .patterns import PATTERN_NAMES, check_code_vectors, group_rows
+from .shuffle import factorized_sample
 
 
-def _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, block_rows, pattern) -> None:
-    make_kernel(kernel, bandwidths, bandwidth_mode, warn=False)  # raises ValueError on bad kernel settings
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator={estimator!r} is unknown; expected one of {ESTIMATORS}")
-    if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 2):
-        raise ValueError(f"max_rows must be an int >= 2 or None, got {max_rows!r}")
-    if block_rows is not None and (not isinstance(block_rows, int) or block_rows < 2):
-        raise ValueError(f"block_rows must be an int >= 2 or None, got {block_rows!r}")
+def _options(options: LossOptions | None, kwargs: dict) -> LossOptions:
+    if options is None:
+        return LossOptions(**kwargs)
+    if kwargs:
+        raise ValueError(f"give the loss options either as options= or as keywords, not both: {sorted(kwargs)}")
+    return options
+
+
+def _check_pattern(pattern) -> None:
     if isinstance(pattern, str) and pattern not in PATTERN_NAMES:
         raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
                          "Pattern or a pattern provider")
@@ -36,99 +37,91 @@ def independence_loss(
     *,
     pattern="delay",
     delays: Sequence[int] | None = None,
-    kernel: str = "gaussian",
-    bandwidths: Sequence[float] | None = None,
-    bandwidth_mode: str = "sigma",
-    median_heuristic: bool = False,
-    estimator: str = "paper",
-    max_rows: int | None = None,
-    block_rows: int | None = None,
-    clamp: bool = False,
     generator: torch.Generator | None = None,
-    tile: int | None = None,
+    options: LossOptions | None = None,
+    **option_kwargs,
 ) -> torch.Tensor:
     """MMD^2 between the joint distribution of codes predicted together and the product of their marginals.
 
     Args:
         z: quantized code vectors [B, K, T, N] (gradients flow back to it).
         pattern, delays: which codes form a row, see :func:`~mmd_audiocraft.patterns.group_by_pattern`.
-        kernel, bandwidths, bandwidth_mode, median_heuristic, tile: see :func:`mmd2_unbiased`.
-        estimator: "paper" (same rows shuffled; reads slightly low) or "disjoint" (exactly unbiased, noisier);
-            see :func:`factorized_sample`.
-        max_rows: if set and there are more rows, use a random subset of this many rows (bounds the cost).
-        block_rows: if set, the block U-statistic over random blocks of about this many rows
-            (:func:`mmd2_blocks`): cost linear in rows, every row used; None = eq. (7) over all pairs.
-        clamp: return max(MMD^2, 0). The estimator is unbiased so it goes negative near independence; the
-            clamp then zeroes the gradient, i.e. it switches the loss off near independence.
-        generator: torch.Generator for the row subset and permutations (reproducible shuffles).
+        generator: torch.Generator for the row subset, permutations and blocks (reproducible shuffles).
+        options: a :class:`~mmd_audiocraft.options.LossOptions`, or its fields as keywords: kernel, bandwidths,
+            bandwidth_mode, median_heuristic, tile (see :func:`mmd2_unbiased`); estimator ("paper": the same
+            rows shuffled, reads slightly low; "disjoint": exactly unbiased, noisier; see
+            :func:`factorized_sample`); max_rows (random subset of rows); block_rows (block U-statistic over
+            random blocks of about this many rows, :func:`mmd2_blocks`: cost linear in rows; None = eq. (7)
+            over all pairs); clamp (max(MMD^2, 0): zeroes the gradient near independence).
 
-    Returns a 0-dim fp32 tensor (float64 for float64 inputs).
+    Returns a 0-dim fp32 tensor (float64 for float64 inputs). Raises ValueError for a bad option (named), a
+    z that is not [B, K >= 2, T, N] finite floats, or too few frames or rows for the pattern and estimator.
     """
-    _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, block_rows, pattern)
-    check_codes(z)
-    rows = group_rows(z, pattern, delays)
+    options = _options(options, option_kwargs)
+    _check_pattern(pattern)
+    check_code_vectors(z)
+    return independence_loss_from_rows(group_rows(z, pattern, delays), generator=generator, options=options)
+
+
+def independence_loss_from_rows(
+    rows: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    options: LossOptions | None = None,
+    **option_kwargs,
+) -> torch.Tensor:
+    """:func:`independence_loss` on rows [n, K, N] already grouped by a decoding pattern (paper Algorithm 1
+    after its grouping step): optional row subset, (joint, factorized) samples, MMD^2. Same options.
+
+    For callers that hold grouped rows: a sample of held-out rows, or rows gathered from every process."""
+    options = _options(options, option_kwargs)
     n = rows.shape[0]
     if n < 2:
-        raise ValueError(f"z gives only {n} row after grouping by the pattern; the loss needs at least 2 "
-                         f"(z has shape {tuple(z.shape)})")
-    if max_rows is not None and n > max_rows:
+        raise ValueError(f"only {n} row of codes predicted together; the loss needs at least 2 (rows have "
+                         f"shape {tuple(rows.shape)})")
+    if options.max_rows is not None and n > options.max_rows:
         gen_device = generator.device if generator is not None else torch.device("cpu")
-        keep = torch.randperm(n, generator=generator, device=gen_device)[:max_rows].to(rows.device)
+        keep = torch.randperm(n, generator=generator, device=gen_device)[:options.max_rows].to(rows.device)
         rows = rows[keep]
-    joint, factorized = factorized_sample(rows, estimator, generator)
-    options = dict(kernel=kernel, bandwidths=bandwidths, bandwidth_mode=bandwidth_mode,
-                   median_heuristic=median_heuristic, tile=tile)
-    if block_rows is None:
-        value = mmd2_unbiased(joint.flatten(1), factorized.flatten(1), **options)
+    joint, factorized = factorized_sample(rows, options.estimator, generator)
+    kernel = dict(kernel=options.kernel, bandwidths=options.bandwidths, bandwidth_mode=options.bandwidth_mode,
+                  median_heuristic=options.median_heuristic, tile=options.tile)
+    if options.block_rows is None:
+        value = mmd2_unbiased(joint.flatten(1), factorized.flatten(1), **kernel)
     else:
-        value = mmd2_blocks(joint.flatten(1), factorized.flatten(1), block_rows, generator=generator, **options)
-    return value.clamp(min=0.0) if clamp else value
+        value = mmd2_blocks(joint.flatten(1), factorized.flatten(1), options.block_rows, generator=generator,
+                            **kernel)
+    return value.clamp(min=0.0) if options.clamp else value
 
 
 class MMDIndependenceLoss(nn.Module):
     """:func:`independence_loss` configured once, with its own seeded generator.
 
+    Args: pattern, delays (see :func:`independence_loss`), seed, and the loss options (a
+    :class:`~mmd_audiocraft.options.LossOptions` as ``options=``, or its fields as keywords), validated here.
     The generator state is part of the module's ``state_dict`` (extra state), so a resumed run draws the same
-    permutations as an uninterrupted one. Options are validated at construction.
+    permutations as an uninterrupted one.
     """
 
-    def __init__(
-        self,
-        *,
-        pattern="delay",
-        delays: Sequence[int] | None = None,
-        kernel: str = "gaussian",
-        bandwidths: Sequence[float] | None = None,
-        bandwidth_mode: str = "sigma",
-        median_heuristic: bool = False,
-        estimator: str = "paper",
-        max_rows: int | None = None,
-        block_rows: int | None = None,
-        clamp: bool = False,
-        tile: int | None = None,
-        seed: int = 0,
-    ):
+    def __init__(self, *, pattern="delay", delays: Sequence[int] | None = None, seed: int = 0,
+                 options: LossOptions | None = None, **option_kwargs):
         super().__init__()
-        _check_options(kernel, bandwidths, bandwidth_mode, estimator, max_rows, block_rows, pattern)
-        self.options = dict(
-            pattern=pattern,
-            delays=None if delays is None else [int(d) for d in delays],
-            kernel=kernel,
-            bandwidths=None if bandwidths is None else [float(b) for b in bandwidths],
-            bandwidth_mode=bandwidth_mode,
-            median_heuristic=bool(median_heuristic),
-            estimator=estimator,
-            max_rows=max_rows,
-            block_rows=block_rows,
-            clamp=bool(clamp),
-            tile=tile,
-        )
+        _check_pattern(pattern)
+        self.pattern = pattern
+        self.delays = None if delays is None else [int(d) for d in delays]
+        self.loss_options = _options(options, option_kwargs)
         self.seed = int(seed)
         self.generator = torch.Generator()
         self.generator.manual_seed(self.seed)
 
+    @property
+    def options(self) -> dict:
+        """pattern, delays and every loss option, by name."""
+        return {"pattern": self.pattern, "delays": self.delays, **self.loss_options.as_kwargs()}
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return independence_loss(z, generator=self.generator, **self.options)
+        return independence_loss(z, pattern=self.pattern, delays=self.delays, generator=self.generator,
+                                 options=self.loss_options)
 
     def get_extra_state(self):
         return {"seed": self.seed, "generator_state": self.generator.get_state()}
@@ -143,43 +136,28 @@ class MMDIndependenceLoss(nn.Module):
         return f"{opts}, seed={self.seed}"
 
     @classmethod
-    def from_config(cls, cfg, pattern_provider=None, seed: int | None = None) -> MMDIndependenceLoss:
-        """Build from a dict-like ``inde`` node.
+    def from_config(cls, cfg, pattern_provider=None, seed: int = 0) -> MMDIndependenceLoss:
+        """Build from a dict-like ``inde`` node: its loss keys (:meth:`LossOptions.from_config`) and
+        codebooks_pattern (the LM schema ``{modeling: delay|parallel|..., delay: {delays: [...]}}``).
 
-        Keys: kernel, bandwidths, bandwidth_mode, median_heuristic, estimator, max_rows, block_rows, clamp, tile,
-        seed and codebooks_pattern (the LM schema ``{modeling: delay|parallel|..., delay: {delays: [...]}}``).
         Delay and parallel use the built-in grouping; other modelings need ``pattern_provider`` (an audiocraft
-        CodebooksPatternProvider), which also takes precedence when given.
+        CodebooksPatternProvider), which also takes precedence when given. Raises NotImplementedError for
+        other modelings without a provider, ValueError for bad options (named ``inde.<key>``).
         """
-        def get(node, key, default=None):
-            value = node.get(key, default) if node is not None else default
-            return default if value is None else value
-
-        bandwidths = get(cfg, "bandwidths")
-        options = dict(
-            kernel=get(cfg, "kernel", "gaussian"),
-            bandwidths=None if bandwidths is None else list(bandwidths),
-            bandwidth_mode=get(cfg, "bandwidth_mode", "sigma"),
-            median_heuristic=get(cfg, "median_heuristic", False),
-            estimator=get(cfg, "estimator", "paper"),
-            max_rows=get(cfg, "max_rows"),
-            block_rows=get(cfg, "block_rows"),
-            clamp=get(cfg, "clamp", False),
-            tile=get(cfg, "tile"),
-            seed=seed if seed is not None else get(cfg, "seed", 0),
-        )
-        pattern_cfg = get(cfg, "codebooks_pattern")
-        modeling = get(pattern_cfg, "modeling", "delay")
+        options = LossOptions.from_config(cfg)
+        pattern_cfg = cfg.get("codebooks_pattern") or {}
+        modeling = pattern_cfg.get("modeling") or "delay"
         if pattern_provider is not None:
-            return cls(pattern=pattern_provider, **options)
+            return cls(pattern=pattern_provider, seed=seed, options=options)
         if modeling == "parallel":
-            return cls(pattern="parallel", **options)
+            return cls(pattern="parallel", seed=seed, options=options)
         if modeling == "delay":
-            delay_cfg = get(pattern_cfg, "delay")
-            if get(delay_cfg, "flatten_first", 0):
+            delay_cfg = pattern_cfg.get("delay") or {}
+            if delay_cfg.get("flatten_first") or 0:
                 raise NotImplementedError("codebooks_pattern.delay.flatten_first > 0: pass pattern_provider")
-            delays = get(delay_cfg, "delays")
-            return cls(pattern="delay", delays=None if delays is None else list(delays), **options)
+            delays = delay_cfg.get("delays")
+            return cls(pattern="delay", delays=None if delays is None else list(delays), seed=seed,
+                       options=options)
         raise NotImplementedError(
             f"codebooks_pattern.modeling={modeling!r}: pass pattern_provider (an audiocraft pattern provider) "
             "to group the codes it predicts together"

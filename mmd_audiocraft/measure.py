@@ -35,6 +35,7 @@ from .kernels import DEFAULT_BANDWIDTHS
 from .metrics import CodeCounts, codes_to_rows, independence_report
 from .models import LoadedModel, ModelLoadError, load_compression_model
 from .patterns import min_frames as pattern_min_frames
+from .sampling import VectorSample
 
 __all__ = ["MEASURE_SCHEMA", "PATTERNS", "MeasureInputError", "AudioFile", "Segment", "read_manifest",
            "plan_segments", "VectorSample", "measure_model", "measure", "format_table", "write_json",
@@ -146,7 +147,7 @@ def read_segment(seg: Segment, sample_rate: int, channels: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- codes
-def check_codes(codes, batch: int, num_codebooks: int, bins: int) -> torch.Tensor:
+def check_encoded_codes(codes, batch: int, num_codebooks: int, bins: int) -> torch.Tensor:
     """Codes from model.encode must be integers [batch, K, T] in [0, bins)."""
     if isinstance(codes, (tuple, list)):
         codes = codes[0]
@@ -182,40 +183,9 @@ def codebook_vectors(model, codes: torch.Tensor) -> torch.Tensor | None:
     return torch.stack(vectors, dim=1).transpose(2, 3).float()
 
 
-class VectorSample:
-    """A uniform random sample without replacement of at most `capacity` rows from a stream of rows.
-
-    Every row gets an i.i.d. uniform key and the `capacity` smallest keys are kept, so the sample is uniform
-    over all rows seen, whatever the batch sizes.
-    """
-
-    def __init__(self, capacity: int, seed: int = 0):
-        self.capacity = int(capacity)
-        self.generator = torch.Generator().manual_seed(int(seed))
-        self.keys = torch.zeros(0)
-        self.rows: torch.Tensor | None = None
-        self.seen = 0
-
-    def add(self, rows: torch.Tensor) -> None:
-        self.seen += rows.shape[0]
-        if self.capacity <= 0 or rows.shape[0] == 0:
-            return
-        self.keep_smallest(torch.rand(rows.shape[0], generator=self.generator), rows.detach().float().cpu())
-
-    def keep_smallest(self, keys: torch.Tensor, rows: torch.Tensor) -> None:
-        """Add rows that already carry their keys (another sample's) and keep the `capacity` smallest keys,
-        in order of arrival; `seen` is the caller's to update."""
-        if self.rows is not None:
-            keys, rows = torch.cat([self.keys, keys]), torch.cat([self.rows, rows])
-        if keys.shape[0] > self.capacity:
-            keep = torch.topk(keys, self.capacity, largest=False).indices.sort().values
-            keys, rows = keys[keep], rows[keep]
-        self.keys, self.rows = keys, rows
-
-
 def mmd_estimates(sample: VectorSample, seed: int, note: str | None = None) -> dict:
     """MMD^2 between joint vector tuples and their factorized copy, both estimators, fixed kernel."""
-    from .loss import independence_loss
+    from .loss import independence_loss_from_rows
 
     out = {"rows": 0 if sample.rows is None else int(sample.rows.shape[0]), "kernel": MMD_KERNEL,
            "bandwidths": list(DEFAULT_BANDWIDTHS[MMD_KERNEL]), "bandwidth_mode": "sigma", "seed": int(seed),
@@ -223,13 +193,12 @@ def mmd_estimates(sample: VectorSample, seed: int, note: str | None = None) -> d
     if sample.rows is None:
         out["note"] = note or "no vectors were sampled"
         return out
-    z = sample.rows[:, :, None, :]  # [n, K, 1, D]: rows already grouped by the pattern, one "frame" each
     with torch.no_grad():
         for estimator in ("disjoint", "paper"):
             generator = torch.Generator().manual_seed(int(seed))
             try:
-                value = independence_loss(z, pattern="parallel", estimator=estimator, kernel=MMD_KERNEL,
-                                          generator=generator)
+                value = independence_loss_from_rows(sample.rows, estimator=estimator, kernel=MMD_KERNEL,
+                                                    generator=generator)
             except ValueError as exc:  # too few rows for this estimator
                 out["note"] = str(exc)
                 continue
@@ -293,7 +262,7 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
         nonlocal mmd_note
         x = torch.stack(batch).to(device)
         with torch.no_grad():
-            codes = check_codes(model.encode(x), len(batch), K, bins)
+            codes = check_encoded_codes(model.encode(x), len(batch), K, bins)
             vectors = codebook_vectors(model, codes) if mmd_rows > 0 else None
         rows = codes_to_rows(codes.cpu().numpy(), pattern)
         if max_frames is not None:

@@ -15,7 +15,7 @@ import torch
 PATTERN_NAMES = ("delay", "parallel")
 
 
-def check_codes(z: torch.Tensor, name: str = "z") -> None:
+def check_code_vectors(z: torch.Tensor, name: str = "z") -> None:
     """Validate z [B, K, T, N]: a 4-dim floating tensor with K >= 2 and finite values."""
     if not isinstance(z, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [B, K, T, N], got {type(z).__name__}")
@@ -30,6 +30,9 @@ def check_codes(z: torch.Tensor, name: str = "z") -> None:
         raise ValueError(f"{name} is empty: shape {tuple(z.shape)}")
     if not bool(torch.isfinite(z).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+check_codes = check_code_vectors  # the old name, kept importable
 
 
 def too_few_frames(timesteps: int, codebooks: Sequence[int], need: int) -> ValueError:
@@ -115,7 +118,7 @@ def group_by_pattern(z: torch.Tensor, pattern="delay", delays: Sequence[int] | N
 
     Row order is item-major: row b * steps + s.
     """
-    check_codes(z)
+    check_code_vectors(z)
     return group_rows(z, pattern, delays)
 
 

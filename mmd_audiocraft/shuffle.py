@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-ESTIMATORS = ("paper", "disjoint")
+from .options import MMD_ESTIMATORS
+
+ESTIMATORS = MMD_ESTIMATORS  # the old name, kept importable
 
 
 def _check_rows(z: torch.Tensor) -> None:
@@ -51,8 +53,8 @@ def factorized_sample(
       are independent i.i.d. draws of P_Z and of the product of marginals and eq. (7) is exactly unbiased.
       Trade-off: each sample has only n/(K+1) rows, hence a higher variance.
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator={estimator!r} is unknown; expected one of {ESTIMATORS}")
+    if estimator not in MMD_ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is unknown; expected one of {MMD_ESTIMATORS}")
     _check_rows(z)
     n, k = z.shape[0], z.shape[1]
     if estimator == "paper":

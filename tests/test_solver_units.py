@@ -513,3 +513,31 @@ def test_balancer_norm_average_is_flashys_and_survives_a_checkpoint(build):
         solver.run_step(0, train_batches(solver, 1)[0], {})
     saved = solver.state_dict()["inde_state"]["balancer_ema"]
     assert set(saved["total"]) == {"l1", "msspec"} and saved["fix"]["msspec"] == 1.0
+
+
+# ------------------------------------------------------------------ one owner for the loss options
+def test_the_inde_node_is_the_loss_options_plus_the_solver_keys():
+    """Adding a loss option is one LossOptions field and one line of config/mmd_config.yaml: the solver reads
+    the node through LossOptions.from_config, and this keeps the two lists equal."""
+    from omegaconf import OmegaConf
+
+    from mmd_audiocraft.options import LossOptions
+    from mmd_audiocraft.solvers.inde_config import SOLVER_KEYS
+
+    from .conftest import ROOT
+
+    node = OmegaConf.load(ROOT / "config" / "mmd_config.yaml").inde
+    assert set(node) == set(LossOptions.fields()) | set(SOLVER_KEYS)
+    assert not set(LossOptions.fields()) & set(SOLVER_KEYS)
+    assert LossOptions.from_config(node) == LossOptions()  # the YAML defaults are the dataclass defaults
+
+
+@pytest.mark.slow
+def test_the_solver_estimates_with_the_configured_options(build):
+    from mmd_audiocraft.options import LossOptions
+
+    solver = build("losses.inde=1000", "inde.tile=64", "inde.estimator=disjoint", "inde.bandwidths=[1.0,5.0]")
+    assert solver.loss_options == LossOptions(tile=64, estimator="disjoint", bandwidths=(1.0, 5.0),
+                                              block_rows=4096)  # the tiny config's
+    with pytest.raises(ValueError, match=r"inde\.tile=0 is not valid: expected None or an int >= 1"):
+        build("losses.inde=1000", "inde.tile=0")

@@ -6,6 +6,7 @@ correlation with a shuffle-null baseline, or get everything at once with `indepe
 
 from .counts import CodeCounts, codes_to_rows, default_subsets, joint_key_fits_int64
 from .information import (
+    ENTROPY_ESTIMATORS,
     ESTIMATORS,
     each_vs_rest,
     entropy_from_counts,
@@ -25,6 +26,7 @@ __all__ = [
     "codes_to_rows",
     "default_subsets",
     "joint_key_fits_int64",
+    "ENTROPY_ESTIMATORS",
     "ESTIMATORS",
     "each_vs_rest",
     "entropy_from_counts",

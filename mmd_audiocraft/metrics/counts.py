@@ -49,7 +49,7 @@ def default_subsets(num_codebooks: int) -> tuple[tuple[int, ...], ...]:
     return tuple(sorted(out, key=lambda s: (len(s), s)))
 
 
-def _check_codes(codes, num_codebooks: int, bins: int, name: str = "codes") -> np.ndarray:
+def _check_code_indices(codes, num_codebooks: int, bins: int, name: str = "codes") -> np.ndarray:
     arr = as_numpy(codes)
     if arr.ndim != 2 or arr.shape[1] != num_codebooks:
         raise ValueError(f"{name}: expected integer codes of shape [n, {num_codebooks}] (rows = tuples), "
@@ -165,7 +165,7 @@ class CodeCounts:
 
     def update(self, codes) -> CodeCounts:
         """Add codes [n, K] (each row one tuple of codes predicted together). Returns self."""
-        arr = _check_codes(codes, self.num_codebooks, self.bins)
+        arr = _check_code_indices(codes, self.num_codebooks, self.bins)
         if arr.shape[0] == 0:
             return self
         cols = [np.ascontiguousarray(arr[:, k]) for k in range(self.num_codebooks)]

@@ -30,9 +30,9 @@ from ..distributed import (
     merge_vector_samples,
 )
 from ..health import CodebookGuard, codebook_entropy_and_use
-from ..loss import independence_loss
+from ..loss import independence_loss, independence_loss_from_rows
 from .evaluation import IndependenceEvaluation
-from .inde_config import check_pattern, check_segment_frames, inde_weight, pattern_provider
+from .inde_config import check_pattern, check_segment_frames, inde_weight, loss_options, pattern_provider
 from .pretrained import convert_hf_weight_norm_keys
 
 logger = logging.getLogger(__name__)
@@ -177,6 +177,7 @@ class MMDCompressionSolver(CompressionSolver):
 
     def __init__(self, cfg: omegaconf.DictConfig):
         self.inde_weight = inde_weight(cfg)  # fail fast, before data and model are built
+        self.loss_options = loss_options(cfg)
         with _stock_losses(cfg):
             super().__init__(cfg)
         self.inde_cfg = self.cfg.inde
@@ -211,15 +212,15 @@ class MMDCompressionSolver(CompressionSolver):
 
     def independence(self, z: torch.Tensor, pattern=None) -> torch.Tensor:
         """The configured MMD of per-codebook vectors z [B, K, T, D] (grouped by the configured pattern)."""
-        c = self.inde_cfg
-        options = dict(kernel=c.kernel, bandwidths=c.bandwidths, bandwidth_mode=c.bandwidth_mode,
-                       median_heuristic=c.median_heuristic, estimator=c.estimator, max_rows=c.max_rows,
-                       block_rows=c.block_rows, clamp=c.clamp)
         pattern = pattern or self._pattern(z.shape[1])
-        if c.get("global", False) and self.is_training:  # all processes' rows, shared shuffles (a collective)
+        if self.inde_cfg.get("global", False) and self.is_training:  # all processes' rows (a collective)
             return global_independence_loss(z, pattern=pattern, generator=self.inde_state.shared_generator,
-                                            **options)
-        return independence_loss(z, pattern=pattern, generator=self.inde_state.generator, **options)
+                                            options=self.loss_options)
+        return independence_loss(z, pattern=pattern, generator=self.inde_state.generator, options=self.loss_options)
+
+    def independence_of_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The configured MMD of rows [n, K, D] already grouped by the pattern (held-out samples)."""
+        return independence_loss_from_rows(rows, generator=self.inde_state.generator, options=self.loss_options)
 
     def _apply_mmd_gradient(self, mmd: torch.Tensor, passes) -> tuple[float, float]:
         """Send weight x the MMD gradient into the encoder; returns (weight, norm of what was sent).
@@ -353,7 +354,7 @@ class MMDCompressionSolver(CompressionSolver):
         if not self.inde_cfg.evaluate.metrics:
             return super().evaluate()
         ev = self.inde_cfg.evaluate
-        evaluation = IndependenceEvaluation(self.bins, self._pattern, self.independence, int(ev.max_rows),
+        evaluation = IndependenceEvaluation(self.bins, self._pattern, self.independence_of_rows, int(ev.max_rows),
                                             int(ev.null_shuffles), int(ev.seed), rank=flashy.distrib.rank())
         self.capture.track_grads = False
         with self.capture.recording(sink=evaluation.add):

@@ -13,17 +13,17 @@ Codes and vectors are grouped along the configured codebooks pattern, like the l
 from __future__ import annotations
 
 from ..capture import QuantizerPass
-from ..measure import VectorSample
 from ..metrics import CodeCounts, codes_to_rows, independence_report
 from ..patterns import group_rows
+from ..sampling import VectorSample
 
 
 class IndependenceEvaluation:
     """Streams quantizer passes into sparse code counts and a bounded random sample of vectors."""
 
-    def __init__(self, bins: int, pattern, independence, max_rows: int, null_shuffles: int, seed: int,
+    def __init__(self, bins: int, pattern, rows_independence, max_rows: int, null_shuffles: int, seed: int,
                  rank: int = 0):
-        self.bins, self.pattern, self.independence = bins, pattern, independence
+        self.bins, self.pattern, self.rows_independence = bins, pattern, rows_independence
         self.null_shuffles, self.seed = null_shuffles, seed
         self.counts: CodeCounts | None = None
         # uniform over every row seen; keys drawn independently on each process, so that the sample merged
@@ -44,7 +44,7 @@ class IndependenceEvaluation:
         if self.counts is None:
             return {}
         report = independence_report(self.counts, null_shuffles=self.null_shuffles, seed=self.seed)
-        out = {"inde_heldout": float(self.independence(self.sample.rows[:, :, None, :], "parallel"))}
+        out = {"inde_heldout": float(self.rows_independence(self.sample.rows))}
         protocol = report["protocol"]
         out.update(tc_pair_pct=protocol["corrected_pct_joint"], tc_pair_raw_pct=protocol["raw_pct_joint"],
                    tc_pair_null_pct=protocol["null_pct_joint"],

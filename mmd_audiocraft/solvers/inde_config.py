@@ -11,12 +11,17 @@ import torch
 
 from ..capture import SOURCES
 from ..kernels import make_kernel
+from ..options import LossOptions
 from ..patterns import group_rows, min_frames
-from ..shuffle import ESTIMATORS
+
+# The `inde` node's keys that configure the solver rather than the estimate; every other key is a field of
+# LossOptions (the node is exactly these plus LossOptions.fields(): tests/test_solver_units.py checks it).
+SOLVER_KEYS = ("source", "codebooks_pattern", "macro_batch", "every", "global", "grad_ratio", "grad_ratio_ema",
+               "guard", "evaluate")
 
 
 def inde_weight(cfg: omegaconf.DictConfig) -> float:
-    """`losses.inde`, 0 when absent; the checks that need no model."""
+    """`losses.inde`, 0 when absent; the checks that need no model (the loss options included)."""
     weight = float(cfg.get("losses", {}).get("inde", 0.0) or 0.0)
     if weight < 0:
         raise ValueError(f"losses.inde={weight}: the independence loss weight must be >= 0")
@@ -26,23 +31,24 @@ def inde_weight(cfg: omegaconf.DictConfig) -> float:
             raise ValueError("losses.inde > 0 but the config has no `inde` node: run through "
                              "`dora -P mmd_audiocraft`, whose config provides its defaults")
         return weight
-    try:
-        make_kernel(inde.kernel, inde.bandwidths, inde.bandwidth_mode, warn=weight > 0)
-    except ValueError as exc:
-        raise ValueError(f"inde.kernel / inde.bandwidths / inde.bandwidth_mode: {exc}") from None
+    options = loss_options(cfg)
+    if weight > 0:  # the linear kernel's warning
+        make_kernel(options.kernel, options.bandwidths, options.bandwidth_mode, warn=True)
     checks = [
         ("inde.source", inde.source in SOURCES, f"one of {SOURCES}"),
-        ("inde.estimator", inde.estimator in ESTIMATORS, f"one of {ESTIMATORS}"),
         ("inde.macro_batch", int(inde.macro_batch) >= 1, "an int >= 1"),
         ("inde.every", int(inde.every) >= 1, "an int >= 1"),
-        ("inde.max_rows", inde.max_rows is None or int(inde.max_rows) >= 2, "null or an int >= 2"),
-        ("inde.block_rows", inde.block_rows is None or int(inde.block_rows) >= 2, "null or an int >= 2"),
         ("inde.grad_ratio", inde.grad_ratio is None or float(inde.grad_ratio) > 0, "null or > 0"),
     ]
     for key, ok, expected in checks:
         if not ok:
             raise ValueError(f"{key}={omegaconf.OmegaConf.select(cfg, key)!r}: expected {expected}")
     return weight
+
+
+def loss_options(cfg: omegaconf.DictConfig) -> LossOptions:
+    """The loss options of the `inde` node (defaults without one); ValueError naming `inde.<key>`."""
+    return LossOptions.from_config(cfg.get("inde") or {}, prefix="inde.")
 
 
 def pattern_provider(pattern_cfg: omegaconf.DictConfig, n_q: int):
