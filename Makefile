@@ -21,7 +21,7 @@ test-fast: setup
 	$(PY) scripts/run_pytest.py -m "not slow"
 
 corpus: setup
-	$(PY) -m mmd_audiocraft.corpus
+	$(PY) -m mmd_audiocraft.demo.corpus
 
 demo: setup
 	$(PY) -m mmd_audiocraft.demo $(DEMO_ARGS)

@@ -6,7 +6,7 @@ few game soundtracks under free licences. This module turns a fixed, recorded se
 WAV clips at the sample rates audiocraft needs, split train / valid / test *by track* (so test music is
 never heard in training), with audiocraft manifests and an attribution file.
 
-    python -m mmd_audiocraft.corpus [--out DIR] [--sample-rates 16000 32000] [--quick]
+    python -m mmd_audiocraft.demo.corpus [--out DIR] [--sample-rates 16000 32000] [--quick]
 
 DIR defaults to ``$MMD_AUDIOCRAFT_CORPUS``, else ``$MMD_AUDIOCRAFT_CACHE/corpus``, else
 ``~/.cache/mmd-audiocraft/corpus`` (the same rule ``config/dset/audio/mmd_music_*khz.yaml`` use). ``--quick``
@@ -183,13 +183,13 @@ def verify_sources(files: Sequence[SourceFile], trees: Mapping[str, Path],
         path = Path(trees[f.package]) / f.path
         if not path.is_file():
             raise CorpusError(f"{f.package}: source file '{f.path}' is missing from the package (recorded "
-                              f"from version {f.version}); update mmd_audiocraft/corpus_sources.json")
+                              f"from version {f.version}); update mmd_audiocraft/demo/corpus_sources.json")
         digest = sha256_file(path)
         if digest != f.sha256:
             changed.append(f"{f.package}: '{f.path}' has sha256 {digest}, recorded {f.sha256} "
                            f"(recorded from version {f.version})")
     if changed and not allow_changed:
-        raise CorpusError("source files differ from mmd_audiocraft/corpus_sources.json (a newer Debian "
+        raise CorpusError("source files differ from mmd_audiocraft/demo/corpus_sources.json (a newer Debian "
                           "package?):\n  " + "\n  ".join(changed) + "\nRe-run with --allow-changed-sources "
                           "to build from them anyway (the corpus will then differ from the recorded one).")
     for line in changed:
@@ -539,7 +539,7 @@ def write_attribution(root: Path, plan: Plan, packages: Mapping[str, dict], file
                f"{plan.excerpt_offset_s:g} s into each song was kept.")
     lines = [
         "# Attribution", "",
-        f"This corpus (plan '{plan.name}') was made by mmd_audiocraft/corpus.py from recorded music shipped "
+        f"This corpus (plan '{plan.name}') was made by mmd_audiocraft/demo/corpus.py from recorded music shipped "
         "in Debian packages. Changes made to the works: the stems of each song were mixed, downmixed to "
         f"mono, resampled to {', '.join(str(sr) for sr in sample_rates)} Hz, peak-normalised, cut into "
         f"{plan.clip_s:g} s clips and stored as 16-bit WAV; clips quieter than {SILENCE_DB:g} dBFS were "
@@ -719,7 +719,7 @@ def _build_locked(root: Path, debs_dir: Path, plan: Plan, rates: list[int], pack
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: build the corpus (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m mmd_audiocraft.corpus",
+    parser = argparse.ArgumentParser(prog="python -m mmd_audiocraft.demo.corpus",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None,
                         help=f"corpus folder (default: ${ENV_CORPUS}, else ${ENV_CACHE}/corpus, "

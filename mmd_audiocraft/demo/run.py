@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .environment import prepare_environment
+from ..environment import prepare_environment
 
 FULL = {"epochs": 8, "updates": 50}   # 400 updates: codebooks in use, reconstruction converging (calibration)
 QUICK = {"epochs": 2, "updates": 8}   # CI: every stage runs, numbers are not meaningful
@@ -52,7 +52,7 @@ def common_args(budget: dict) -> list[str]:
 
 def train_all(runs: dict[str, list[str]], base: list[str], env: dict) -> dict[str, str]:
     """Train every codec in parallel subprocesses (one thread each); returns name -> XP signature."""
-    from .train import main  # after the environment variables: it reads the Dora dir at import
+    from ..train import main  # after the environment variables: it reads the Dora dir at import
 
     sigs = {name: main.get_xp(base + extra).sig for name, extra in runs.items()}
     procs, logs = {}, {}
@@ -98,7 +98,7 @@ def reconstruction(model, files, max_seconds: float, segment_seconds: float = 5.
     import torch
     import torchaudio
 
-    from .measure import plan_segments, read_segment
+    from ..measure import plan_segments, read_segment
 
     mel = torchaudio.transforms.MelSpectrogram(model.sample_rate, n_fft=1024, hop_length=256, n_mels=64)
     si_snr, mel_l1, seconds = [], [], 0.0
@@ -121,8 +121,8 @@ def reconstruction(model, files, max_seconds: float, segment_seconds: float = 5.
 
 def evaluate_codec(sig: str, test_manifest: Path, quick: bool) -> dict:
     """Independence and reconstruction of one trained codec on the held-out split (the codec loaded once)."""
-    from .measure import measure_model, read_manifest
-    from .models import load_compression_model
+    from ..measure import measure_model, read_manifest
+    from ..models import load_compression_model
 
     loaded = load_compression_model(f"//sig/{sig}")
     manifest, files = read_manifest(test_manifest)
@@ -183,7 +183,7 @@ def _dig(obj, path):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mmd_audiocraft.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny budget and corpus, for CI (<= 3 min)")
     parser.add_argument("--fresh", action="store_true", help="retrain even if the demo's XPs exist")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 1000.0])
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     sigs = train_all(runs, common_args(budget), env)
     _log(f"training done in {time.time() - start:.0f} s; measuring on the held-out split")
 
-    from .train import main as dora_main
+    from ..train import main as dora_main
 
     test_manifest = corpus_root / "music_16khz" / "evaluate"
     results = {}
@@ -220,13 +220,10 @@ def main(argv=None) -> int:
     payload = {"budget": budget, "seed": SEED, "corpus": str(corpus_root), "quick": args.quick,
                "seconds": round(time.time() - start, 1), "codecs": results}
     args.out.write_text(json.dumps(payload, indent=2))
-    from .metrics import plot_each_vs_rest
+    from ..metrics import plot_each_vs_rest
 
     plot = plot_each_vs_rest([r["report"] for r in results.values()], args.out.with_suffix(".png"),
                              labels=list(results))
     _log(f"wrote {args.out} and {plot} in {time.time() - start:.0f} s")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
