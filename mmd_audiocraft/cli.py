@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_measure(args: argparse.Namespace) -> int:
-    from .measure import format_table, measure, write_json
+    from .measure import measure, write_json
+    from .measure_table import format_table
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UserError("--plot needs matplotlib (pip install 'mmd-audiocraft[plot]')")
@@ -120,10 +121,10 @@ def _library_output(verbose: bool):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from .measure import MeasureInputError
+    from .manifest import ManifestError
     from .models import ModelLoadError
 
-    return (UserError, MeasureInputError, ModelLoadError, OSError)
+    return (UserError, ManifestError, ModelLoadError, OSError)  # MeasureInputError is a ManifestError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

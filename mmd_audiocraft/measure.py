@@ -20,130 +20,33 @@ The result is a JSON-ready dict: `independence_report`'s keys (its `schema_versi
 """
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .kernels import DEFAULT_BANDWIDTHS
+from .manifest import AudioFile, ManifestError, Segment, plan_segments, read_manifest, read_segment
 from .metrics import CodeCounts, codes_to_rows, independence_report
 from .models import LoadedModel, ModelLoadError, load_compression_model
 from .patterns import min_frames as pattern_min_frames
 from .sampling import VectorSample
 
 __all__ = ["MEASURE_SCHEMA", "PATTERNS", "MeasureInputError", "AudioFile", "Segment", "read_manifest",
-           "plan_segments", "VectorSample", "measure_model", "measure", "format_table", "write_json",
+           "plan_segments", "read_segment", "VectorSample", "measure_model", "measure", "write_json",
            "ModelLoadError"]
 
 MEASURE_SCHEMA = "mmd-audiocraft/measure/1"
 PATTERNS = ("delay", "parallel")
-MANIFEST_NAMES = ("data.jsonl", "data.jsonl.gz")
 MMD_KERNEL = "gaussian"  # fixed, so that numbers of different codecs compare
 
 
-class MeasureInputError(ValueError):
+class MeasureInputError(ManifestError):
     """Bad data or options for a measurement (a user error, reported in one line)."""
-
-
-# ---------------------------------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class AudioFile:
-    path: Path
-    duration: float  # seconds, from the manifest
-    sample_rate: int  # of the file, from the manifest
-
-
-@dataclass(frozen=True)
-class Segment:
-    file: AudioFile
-    start: int  # first sample, at the file's rate
-    length: int  # samples at the file's rate
-
-
-def find_manifest(data: str | Path) -> Path:
-    """`data.jsonl(.gz)` inside a manifest folder, or the given manifest file itself."""
-    path = Path(data).expanduser()
-    if path.is_dir():
-        for name in MANIFEST_NAMES:
-            if (path / name).is_file():
-                return path / name
-        raise MeasureInputError(f"--data {data}: folder has no {' or '.join(MANIFEST_NAMES)} (expected an "
-                                "audiocraft manifest folder, see python -m audiocraft.data.audio_dataset)")
-    if not path.is_file():
-        raise MeasureInputError(f"--data {data}: no such manifest folder or file")
-    return path
-
-
-def read_manifest(data: str | Path) -> tuple[Path, list[AudioFile]]:
-    """(manifest file, its audio files in order). Relative audio paths are tried as given, then beside it.
-
-    Parsed here rather than with audiocraft's load_audio_meta so bad data fails before the (slow) audiocraft
-    import; the format is the same (one JSON object per line with path, duration, sample_rate).
-    """
-    manifest = find_manifest(data)
-    opener = gzip.open if manifest.name.endswith(".gz") else open
-    try:
-        with opener(manifest, "rt", encoding="utf-8") as f:
-            lines = [(i + 1, line) for i, line in enumerate(f) if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MeasureInputError(f"--data {data}: cannot read {manifest} ({exc})") from exc
-    if not lines:
-        raise MeasureInputError(f"--data {data}: manifest {manifest} lists no audio files")
-    files = []
-    for lineno, line in lines:
-        try:
-            entry = json.loads(line)
-            raw_path = entry["path"]
-            duration = float(entry["duration"])
-            sample_rate = int(entry["sample_rate"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise MeasureInputError(f"--data {data}: {manifest} line {lineno} is not an audiocraft manifest "
-                                    f"entry with path, duration and sample_rate ({exc})") from exc
-        path = Path(raw_path)
-        if not path.is_absolute() and not path.exists() and (manifest.parent / path).exists():
-            path = manifest.parent / path
-        if not path.is_file():
-            raise MeasureInputError(f"--data {data}: {manifest} line {lineno}: audio file {raw_path} not found")
-        if sample_rate <= 0 or not duration >= 0:
-            raise MeasureInputError(f"--data {data}: {manifest} line {lineno}: bad duration {duration} or "
-                                    f"sample_rate {sample_rate}")
-        files.append(AudioFile(path, duration, sample_rate))
-    return manifest, files
-
-
-def plan_segments(files: Sequence[AudioFile], segment_seconds: float) -> list[Segment]:
-    """Consecutive segments of `segment_seconds` covering each file (the last one may be shorter)."""
-    out = []
-    for f in files:
-        total = int(round(f.duration * f.sample_rate))
-        step = max(1, int(round(segment_seconds * f.sample_rate)))
-        out.extend(Segment(f, start, min(step, total - start)) for start in range(0, total, step))
-    return out
-
-
-def read_segment(seg: Segment, sample_rate: int, channels: int) -> torch.Tensor:
-    """[channels, samples] at `sample_rate`, via audiocraft's audio_read and convert_audio."""
-    from audiocraft.data.audio import audio_read
-    from audiocraft.data.audio_utils import convert_audio
-
-    sr = seg.file.sample_rate
-    # audio_read takes seconds and floors seconds * rate: half-sample offsets give exact sample indices
-    try:
-        wav, read_sr = audio_read(seg.file.path, seek_time=(seg.start + 0.5) / sr,
-                                  duration=(seg.length + 0.5) / sr)
-    except AssertionError:  # audiocraft's av reader when seeking past the end (manifest duration too long)
-        return torch.zeros(channels, 0)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise MeasureInputError(f"cannot read audio {seg.file.path} at {seg.start / sr:.2f} s ({exc})") from exc
-    if wav.shape[-1] == 0:
-        return torch.zeros(channels, 0)
-    return convert_audio(wav.float(), read_sr, sample_rate, channels)
 
 
 # ---------------------------------------------------------------------------------------------- codes
@@ -351,81 +254,3 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-# ---------------------------------------------------------------------------------------------- table
-def _f(value, spec: str = ".3f", width: int = 8) -> str:
-    text = "-" if value is None else format(value, spec)
-    return text.rjust(width)
-
-
-def format_table(result: dict) -> str:
-    """The measurement as plain-text tables (codebooks numbered from 0, as in the JSON)."""
-    K = result["num_codebooks"]
-    lines = []
-    delays = f" (delays {' '.join(map(str, result['delays']))})" if result.get("delays") else ""
-    lines.append(f"model {result['model']}  ({result['model_info'].get('class', '?')}, {K} codebooks x "
-                 f"{result['bins']} codes, {result['model_info'].get('frame_rate', 0):g} Hz)")
-    lines.append(f"data  {result.get('data', '?')}: {result['n_files']} file(s), {result['n_segments']} "
-                 f"segment(s) of <= {result['segment_seconds']:g} s, {result['audio_seconds']:.1f} s of audio")
-    lines.append(f"{result['n_frames']} code tuples, pattern {result['pattern']}{delays}; entropy estimator "
-                 f"{result['estimator']}; null = mean over {result['null_shuffles']} per-codebook shuffles; "
-                 "corrected = raw - null")
-    lines.append("%J = 100 * TC / H(joint) (the paper's text);  %M = 100 * TC / sum_k H(z_k) (authors' code)")
-
-    lines += ["", "Codebook usage", "  codebook  entropy[bits]  max[bits]  used codes  used %  perplexity"]
-    for u in result["usage"]:
-        lines.append(f"  q{u['codebook']:<7d} {_f(u['entropy_bits'], '.3f', 13)} {_f(u['max_entropy_bits'], '.3f', 10)}"
-                     f" {u['used_codes']:>11d} {_f(100 * u['used_fraction'], '.1f', 7)} "
-                     f"{_f(u['perplexity'], '.1f', 11)}")
-
-    head = "raw[bits]  null[bits]  corr[bits]  raw %J  corr %J  raw %M  corr %M  distinct"
-    lines += ["", "Pairwise mutual information I(z_a; z_b)", f"  pair     {head}"]
-    for p in result["pairwise"]:
-        lines.append(f"  q{p['a']}-q{p['b']:<4d} {_tc_cells(p)}")
-
-    lines += ["", "Each codebook vs the rest I(z_k; z_-k) (paper appendix E)",
-              "  codebook  raw[bits]  null[bits]  corr[bits]  H(z_k)[bits]"]
-    for r in result["each_vs_rest"]:
-        lines.append(f"  q{r['codebook']:<7d} {_f(r['raw_bits'], '.4f', 9)} {_f(r['null_bits'], '.4f', 11)} "
-                     f"{_f(r['corrected_bits'], '.4f', 11)} {_f(r['entropy_bits'], '.3f', 13)}")
-
-    tc = result["total_correlation"]
-    lines += ["", f"Total correlation of all {K} codebooks", f"  all      {head}", f"  {'':8s} {_tc_cells(tc)}"]
-
-    proto = result.get("protocol")
-    if proto:
-        pairs = ", ".join(f"q{a}-q{b}" for a, b in proto["pairs"])
-        lines += ["", f"Paper protocol (Section 5.1): TC of {len(proto['pairs'])} random pairs ({pairs}), mean",
-                  f"  TC %J raw {_f(proto['raw_pct_joint'], '.3f', 0)} %  <- the number the paper quotes",
-                  f"  TC %J null {_f(proto['null_pct_joint'], '.3f', 0)} %, corrected "
-                  f"{_f(proto['corrected_pct_joint'], '.3f', 0)} %",
-                  f"  TC %M raw {_f(proto['raw_pct_marginal_sum'], '.3f', 0)} %, null "
-                  f"{_f(proto['null_pct_marginal_sum'], '.3f', 0)} %, corrected "
-                  f"{_f(proto['corrected_pct_marginal_sum'], '.3f', 0)} %",
-                  f"  TC bits raw {_f(proto['raw_bits'], '.4f', 0)}, null {_f(proto['null_bits'], '.4f', 0)}, "
-                  f"corrected {_f(proto['corrected_bits'], '.4f', 0)}"]
-        if proto["raw_pct_joint"] is None or proto["raw_pct_marginal_sum"] is None:
-            lines.append("  - : undefined, a chosen pair has zero entropy (codebooks that use a single code)")
-
-    mmd = result.get("mmd") or {}
-    lines += ["", f"MMD^2 of per-codebook vectors ({mmd.get('rows', 0)} sampled tuples, {mmd.get('kernel')} "
-                  f"kernel, sigmas {', '.join(f'{b:g}' for b in mmd.get('bandwidths', []))})",
-              f"  disjoint (unbiased) {_f(mmd.get('disjoint'), '.6g', 0)}   paper estimator "
-              f"{_f(mmd.get('paper'), '.6g', 0)}"]
-    if mmd.get("note"):
-        lines.append(f"  note: {mmd['note']}")
-
-    worst = max([p["joint_distinct_fraction"] for p in result["pairwise"]] + [0.0])
-    if tc["joint_distinct_fraction"] > 0.5 or worst > 0.5:
-        lines += ["", f"WARNING: saturated joint histograms (distinct tuples / tuples: pairs up to {worst:.2f}, "
-                      f"all codebooks {tc['joint_distinct_fraction']:.2f}); values near saturation say little "
-                      "about dependence: count more frames"]
-    return "\n".join(lines)
-
-
-def _tc_cells(r: dict) -> str:
-    return (f"{_f(r['raw_bits'], '.4f', 9)} {_f(r['null_bits'], '.4f', 11)} {_f(r['corrected_bits'], '.4f', 11)} "
-            f"{_f(r['raw_pct_joint'], '.3f', 7)} {_f(r['corrected_pct_joint'], '.3f', 8)} "
-            f"{_f(r['raw_pct_marginal_sum'], '.3f', 7)} {_f(r['corrected_pct_marginal_sum'], '.3f', 8)} "
-            f"{_f(r['joint_distinct_fraction'], '.3f', 9)}")

@@ -98,7 +98,7 @@ def reconstruction(model, files, max_seconds: float, segment_seconds: float = 5.
     import torch
     import torchaudio
 
-    from ..measure import plan_segments, read_segment
+    from ..manifest import plan_segments, read_segment
 
     mel = torchaudio.transforms.MelSpectrogram(model.sample_rate, n_fft=1024, hop_length=256, n_mels=64)
     si_snr, mel_l1, seconds = [], [], 0.0
@@ -121,7 +121,8 @@ def reconstruction(model, files, max_seconds: float, segment_seconds: float = 5.
 
 def evaluate_codec(sig: str, test_manifest: Path, quick: bool) -> dict:
     """Independence and reconstruction of one trained codec on the held-out split (the codec loaded once)."""
-    from ..measure import measure_model, read_manifest
+    from ..manifest import read_manifest
+    from ..measure import measure_model
     from ..models import load_compression_model
 
     loaded = load_compression_model(f"//sig/{sig}")
