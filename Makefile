@@ -33,6 +33,7 @@ bench: setup
 	$(PY) benchmarks/bench_mmd.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_solver_step.py
+	$(PY) benchmarks/bench_soak.py
 
 clean:
 	rm -rf .venv .venv-* .pytest_cache .ruff_cache demo_results.json demo_results.png

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import logging
 import math
 import random
+import weakref
 
 import numpy as np
 import pytest
@@ -541,3 +543,78 @@ def test_the_solver_estimates_with_the_configured_options(build):
                                               block_rows=4096)  # the tiny config's
     with pytest.raises(ValueError, match=r"inde\.tile=0 is not valid: expected None or an int >= 1"):
         build("losses.inde=1000", "inde.tile=0")
+
+
+# ------------------------------------------------------------------ memory: nothing of a step outlives it
+class _HalvingStage(torch.nn.Module):
+    """A codebook stage of a toy residual quantizer: quantized = x / 2, codes = argmax over channels."""
+
+    def forward(self, x):
+        return x / 2, x.argmax(1)
+
+
+class _ToyRVQ(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.vq = torch.nn.Module()
+        self.vq.layers = torch.nn.ModuleList([_HalvingStage(), _HalvingStage()])
+
+    def forward(self, emb):
+        out, residual = 0, emb
+        for layer in self.vq.layers:
+            q, _ = layer(residual)
+            out, residual = out + q, residual - q
+        return out
+
+
+def test_capture_records_the_gradient_at_emb_and_keeps_nothing_alive():
+    """The gradient hook on emb must not lead back to emb: autograd keeps hooks where the GC cannot see them,
+    so such a cycle kept every step's emb, vectors and graph alive (issue 13: RSS grew every step)."""
+    from mmd_audiocraft.capture import CodebookCapture
+
+    quantizer = _ToyRVQ()
+    capture = CodebookCapture(quantizer)
+    capture.track_grads = True
+    x = torch.randn(2, 3, 5, requires_grad=True)
+    emb = x * 3.0  # the encoder output: a non-leaf tensor, like the solver's
+    with capture.recording() as passes:
+        y = quantizer(emb)  # y = emb/2 + emb/4 = 0.75 emb
+    (y ** 2).sum().backward(retain_graph=True)  # d/d emb = 2 y 0.75 = 1.125 emb
+    with capture.ignoring_grads():
+        y.sum().backward()  # not recorded
+    torch.testing.assert_close(passes[0].grad, 1.125 * emb.detach())
+    torch.testing.assert_close(passes[0].vectors[1].detach(), emb.detach() / 4)
+    refs = [weakref.ref(t) for t in (emb, *passes[0].vectors)]
+    del passes, emb, y
+    gc.collect()
+    assert [r() is None for r in refs] == [True] * 3
+
+
+@pytest.mark.slow
+# macro: the MMD runs at steps 0, 2, 4 on the 1, 2, 2 stored batches, re-encoding them: 6 + 5 quantizer passes
+@pytest.mark.parametrize("overrides, passes", [([], 6), (["inde.macro_batch=2", "inde.every=2"], 11)],
+                         ids=["live", "macro"])
+def test_training_steps_with_the_loss_leave_no_tensor_behind(build, overrides, passes):
+    """After each real training step with the loss on, the step's encoder outputs and codebook vectors (the
+    live pass and the re-encoded macro-batch) are freed, and the number of live tensors does not grow."""
+    solver = build("losses.inde=1000", *overrides)
+    embs: list[weakref.ref] = []
+    vectors: list[weakref.ref] = []
+    quantizer = solver.model.quantizer
+    hooks = [quantizer.register_forward_pre_hook(lambda m, args: embs.append(weakref.ref(args[0])))]
+    for layer in quantizer.vq.layers:
+        hooks.append(layer.register_forward_hook(lambda m, args, out: vectors.append(weakref.ref(out[0]))))
+    x = train_batches(solver, 6)
+    counts = []
+    with stage(solver, "train"):
+        for i in range(6):
+            solver.run_step(i, x[i], {})
+            gc.collect()
+            counts.append(sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor)))
+            alive = [r for r in embs + vectors if r() is not None]
+            assert not alive, f"step {i}: {len(alive)} encoder outputs / vectors of {len(embs)} passes alive"
+    for h in hooks:
+        h.remove()
+    assert len(embs) == passes and len(vectors) == 4 * passes  # the tiny codec has 4 codebooks
+    # the macro case stores its last 2 batches and runs the MMD every other step: compare the same phase
+    assert counts[5] == counts[3], counts
