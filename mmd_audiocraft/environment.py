@@ -12,7 +12,7 @@ import os
 import socket
 from pathlib import Path
 
-PLUGIN_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 _WHEEL_WITHOUT_CONFIG = """\
 audiocraft is installed without its config/ tree ({where}), which training needs.
@@ -45,8 +45,9 @@ def audiocraft_config_dir() -> Path:
 
 
 def plugin_config_dir() -> Path:
-    """Our own Hydra configs, appended to audiocraft's search path (config_search_path.py)."""
-    return Path(os.environ.get("MMD_AUDIOCRAFT_CONFIG_DIR", PLUGIN_ROOT / "config")).resolve()
+    """Our own Hydra configs (package data: `mmd_audiocraft/config/`, in a wheel too), appended to audiocraft's
+    search path (config_search_path.py)."""
+    return Path(os.environ.get("MMD_AUDIOCRAFT_CONFIG_DIR", PACKAGE_DIR / "config")).resolve()
 
 
 @functools.cache

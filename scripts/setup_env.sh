@@ -78,7 +78,9 @@ system_deps
 
 # The thin per-checkout venv: the cached env's site-packages (its .pth files included) + this checkout.
 site=$("$env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-if [ ! -f "$venv/.mmd-env" ] || [ "$(cat "$venv/.mmd-env")" != "$env" ]; then
+# The marker names the cached env and the hash of pyproject.toml: a changed package layout reinstalls the checkout.
+marker="$env $(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+if [ ! -f "$venv/.mmd-env" ] || [ "$(cat "$venv/.mmd-env")" != "$marker" ]; then
   rm -rf "$venv"
   "$PY" -m venv --without-pip "$venv"
   vsite=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -90,6 +92,6 @@ if [ ! -f "$venv/.mmd-env" ] || [ "$(cat "$venv/.mmd-env")" != "$env" ]; then
     chmod +x "$venv/bin/$tool"
   done
   ln -s "$env/bin/ruff" "$venv/bin/ruff"  # a native binary (its `python -m ruff` would find our shim)
-  echo "$env" > "$venv/.mmd-env"
+  echo "$marker" > "$venv/.mmd-env"
 fi
 echo "setup: $(basename "$venv") -> $env ready"

@@ -26,8 +26,8 @@ from mmd_audiocraft.demo.corpus import CorpusError, Plan, SourceFile
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "assets" / "music"
-DSETS = {16000: REPO / "config/dset/audio/mmd_music_16khz.yaml",
-         32000: REPO / "config/dset/audio/mmd_music_32khz.yaml"}
+DSETS = {16000: REPO / "mmd_audiocraft/config/dset/audio/mmd_music_16khz.yaml",
+         32000: REPO / "mmd_audiocraft/config/dset/audio/mmd_music_32khz.yaml"}
 
 
 # ------------------------------------------------------------------------------------------------ split

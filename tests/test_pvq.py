@@ -133,7 +133,7 @@ def encodec_cfg(**overrides) -> OmegaConf:
     from mmd_audiocraft.environment import audiocraft_config_dir
 
     stock = OmegaConf.load(audiocraft_config_dir() / "model" / "encodec" / "default.yaml")
-    ours = OmegaConf.load(ROOT / "config" / "model" / "encodec" / "encodec_pvq_nq4.yaml")
+    ours = OmegaConf.load(ROOT / "mmd_audiocraft" / "config" / "model" / "encodec" / "encodec_pvq_nq4.yaml")
     ours.pop("defaults")
     base = OmegaConf.create({"sample_rate": 32000, "channels": 1, "device": "cpu"})
     small = OmegaConf.create({"seanet": {"n_filters": 4, "lstm": 0}, **overrides})

@@ -519,7 +519,7 @@ def test_balancer_norm_average_is_flashys_and_survives_a_checkpoint(build):
 
 # ------------------------------------------------------------------ one owner for the loss options
 def test_the_inde_node_is_the_loss_options_plus_the_solver_keys():
-    """Adding a loss option is one LossOptions field and one line of config/mmd_config.yaml: the solver reads
+    """Adding a loss option is one LossOptions field and one line of mmd_audiocraft/config/mmd_config.yaml: the solver reads
     the node through LossOptions.from_config, and this keeps the two lists equal."""
     from omegaconf import OmegaConf
 
@@ -528,7 +528,7 @@ def test_the_inde_node_is_the_loss_options_plus_the_solver_keys():
 
     from .conftest import ROOT
 
-    node = OmegaConf.load(ROOT / "config" / "mmd_config.yaml").inde
+    node = OmegaConf.load(ROOT / "mmd_audiocraft" / "config" / "mmd_config.yaml").inde
     assert set(node) == set(LossOptions.fields()) | set(SOLVER_KEYS)
     assert not set(LossOptions.fields()) & set(SOLVER_KEYS)
     assert LossOptions.from_config(node) == LossOptions()  # the YAML defaults are the dataclass defaults
