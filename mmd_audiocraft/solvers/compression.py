@@ -187,7 +187,8 @@ class MMDCompressionSolver(CompressionSolver):
         if self.inde_weight > 0:
             check_pattern(self.inde_cfg.codebooks_pattern, self.n_q)
         self.capture = CodebookCapture(self.model.quantizer, self.inde_cfg.source)
-        guard = CodebookGuard(**omegaconf.OmegaConf.to_container(self.inde_cfg.guard))
+        guard = CodebookGuard.from_config(omegaconf.OmegaConf.to_container(self.inde_cfg.guard), self.n_q,
+                                          fine_tuning=bool(self.cfg.get("continue_from")))
         seed = int(cfg.seed) + 1000 * flashy.distrib.rank()
         self.inde_state = IndependenceState(seed, int(self.inde_cfg.macro_batch), guard,
                                             shared_seed=int(cfg.seed))
