@@ -1,8 +1,8 @@
 """The independence loss's options: one object whose fields are exactly the loss keys of the `inde` config node.
 
 `independence_loss`, `MMDIndependenceLoss` and the solver all build from :class:`LossOptions`, and the `inde`
-node of `mmd_audiocraft/config/mmd_config.yaml` lists the same keys (a test keeps them equal). Adding an option is one field
-here and one line there; the solver reads it through :meth:`LossOptions.from_config`.
+node of `mmd_audiocraft/config/mmd_config.yaml` lists the same keys (a test keeps them equal). Adding an
+option is one field here and one line there; the solver reads it through :meth:`LossOptions.from_config`.
 """
 from __future__ import annotations
 

@@ -642,8 +642,8 @@ def test_balancer_norm_average_is_flashys_and_survives_a_checkpoint(build):
 
 # ------------------------------------------------------------------ one owner for the loss options
 def test_the_inde_node_is_the_loss_options_plus_the_solver_keys():
-    """Adding a loss option is one LossOptions field and one line of mmd_audiocraft/config/mmd_config.yaml: the solver reads
-    the node through LossOptions.from_config, and this keeps the two lists equal."""
+    """Adding a loss option is one LossOptions field and one line of mmd_audiocraft/config/mmd_config.yaml: the
+    solver reads the node through LossOptions.from_config, and this keeps the two lists equal."""
     from omegaconf import OmegaConf
 
     from mmd_audiocraft.options import LossOptions
