@@ -17,7 +17,7 @@ from mmd_audiocraft import cli, measure
 from mmd_audiocraft.metrics import independence_report
 from mmd_audiocraft.models import LoadedModel
 
-from .conftest import MUSIC_FIXTURE, TINY, dora_env, run_dora, xp_dirs
+from .conftest import MUSIC_FIXTURE, dora_env
 
 # ------------------------------------------------------------------------------------------ fake codec
 HOP, SR, K, BINS = 10, 100, 3, 5  # 10 codec frames per second
@@ -283,15 +283,6 @@ def test_process_exit_code_and_single_stderr_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ end to end
-@pytest.fixture(scope="session")
-def trained_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
-    """(dora dir, XP folder) of the tiny codec after one short epoch through our main."""
-    dora_dir = tmp_path_factory.mktemp("measure") / "dora"
-    run_dora(["run", *TINY], dora_dir, tiny_corpus)
-    (xp,) = xp_dirs(dora_dir)
-    return dora_dir, xp
-
-
 @pytest.fixture(scope="module")
 def independent_codes(trained_codec, tiny_corpus) -> tuple[list[np.ndarray], int]:
     """Codes [K, T] of each 1 s segment of the evaluate manifest's files, in order, from audiocraft's own loader

@@ -2,7 +2,9 @@
 
 audiocraft picks solver classes from a dict literal inside `builders.get_solver` and `train.py` calls it
 through the `audiocraft.solvers` package attribute, so both names are rebound to a wrapper that routes the
-compression solver to ours and everything else to the stock function.
+compression solver to ours and everything else to the stock function. `audiocraft.train.get_solver`, which
+divides the batch sizes by the number of processes first (behind bare asserts), is wrapped too: the config
+is checked against the run (preflight.py) before anything is divided or built.
 """
 from __future__ import annotations
 
@@ -15,8 +17,21 @@ def _plugin_solver(name: str):
     return None
 
 
+def _resuming() -> bool:
+    """Whether the current Dora XP already has its checkpoint (audiocraft then ignores continue_from)."""
+    from audiocraft.utils.checkpoint import checkpoint_name
+    from dora import get_xp
+
+    try:
+        folder = get_xp().folder
+    except RuntimeError:  # not inside an XP (a solver built by hand)
+        return False
+    return (folder / checkpoint_name(use_fsdp=False)).exists()
+
+
 def install_solver_selection() -> None:
-    """Idempotent: route `solver=compression` to MMDCompressionSolver, and register our quantizers."""
+    """Idempotent: route `solver=compression` to MMDCompressionSolver, check configs before audiocraft's
+    train.get_solver, and register our quantizers."""
     import audiocraft.solvers as solvers
     from audiocraft.solvers import builders
 
@@ -33,3 +48,16 @@ def install_solver_selection() -> None:
 
     get_solver._mmd_audiocraft = True
     solvers.get_solver = builders.get_solver = get_solver
+
+    import flashy
+    from audiocraft import train
+
+    stock_train_get_solver = train.get_solver
+
+    def checked_get_solver(cfg):
+        from .preflight import check_before_build
+
+        check_before_build(cfg, flashy.distrib.world_size(), resuming=_resuming())
+        return stock_train_get_solver(cfg)
+
+    train.get_solver = checked_get_solver
