@@ -5,7 +5,8 @@ included), `builders.get_compression_model` for the network (checkpoints and exp
 `CompressionModel.get_pretrained` for pretrained names. The checkpoint is read once and checked first, so a
 wrong file (an LM checkpoint, a file that is no checkpoint, an XP folder without checkpoint) gives one clear
 `ModelLoadError` instead of an assertion deep inside audiocraft. Plain paths are checked before audiocraft is
-imported, so they fail fast.
+imported, so they fail fast; a Hugging Face name with HF_HUB_OFFLINE set must be in the local cache. Used by
+`mmd-audiocraft measure --model` and by the training preflight (`continue_from`, `compression_model_checkpoint`).
 """
 from __future__ import annotations
 
@@ -256,6 +257,7 @@ def load_compression_model(spec: str, device: str = "cpu", trust_checkpoint: boo
     dac_44khz, dac_24khz, debug_compression_model, or a Hugging Face name when the hub is reachable).
     trust_checkpoint: unpickle fully (torch.load weights_only=False); None trusts `//sig/` only (the user's
     own Dora dir), which torch >= 2.6 needs for audiocraft training checkpoints (see _torch_load).
+    key: how the user named it, for the messages: `--model` (the CLI) or a config key (`continue_from`, ...).
     """
     spec = str(spec)
     trust = spec.startswith(SIG_PREFIX) if trust_checkpoint is None else bool(trust_checkpoint)

@@ -57,9 +57,13 @@ LM_CODEC = [*TINY, "losses.inde=1000", "encodec.renormalize=false", "dataset.eva
 
 @pytest.fixture(scope="session")
 def trained_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
-    """(dora dir, XP folder) of the tiny codec (renormalising its input, as shipped) after one short epoch."""
+    """(dora dir, XP folder) of the tiny codec (renormalising its input, as shipped) after one short epoch: the
+    README's command, as written."""
+    from .documentation import documented, dora_args
+
     dora_dir = tmp_path_factory.mktemp("measure") / "dora"
-    run_dora(["run", *TINY], dora_dir, tiny_corpus)
+    run_dora(dora_args(documented("README.md", "solver=compression/encodec_mmd_tiny", "optim.updates_per_epoch=4")),
+             dora_dir, tiny_corpus)
     (xp,) = xp_dirs(dora_dir)
     return dora_dir, xp
 

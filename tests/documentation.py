@@ -25,10 +25,11 @@ class Command:
 
     @property
     def words(self) -> list[str]:
-        return _words(self.text)
+        return words(self.text)
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
+    """The words the shell reads in `text` (comments dropped, continuations joined)."""
     return shlex.split(text.replace("\\\n", " "), comments=True)
 
 
@@ -42,11 +43,11 @@ def commands(doc: str) -> list[Command]:
             if pending.rstrip().endswith("\\"):
                 continue
             try:
-                words = _words(pending)
+                found_words = words(pending)
             except ValueError:  # a quote spans lines
                 continue
-            if words:
-                found.append(Command(doc, pending.strip(), " ".join(words)))
+            if found_words:
+                found.append(Command(doc, pending.strip(), " ".join(found_words)))
             pending = ""
         assert not pending.strip(), f"{doc}: unterminated command {pending!r}"
     return found

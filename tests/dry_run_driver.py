@@ -25,6 +25,8 @@ import sys
 import traceback
 from pathlib import Path
 
+FOUND: dict[str, str] = {}  # variables the steps define for the ones after (GRID_SIG, CODEC32_SIG)
+
 
 def _set_env(assignments: list[str]) -> None:
     from mmd_audiocraft.train import audiocraft_train, main
@@ -75,9 +77,10 @@ def run_step(words: list[str]) -> str:
         return ""
     if words[0] == "prepare-codec32":
         xp, solver = _build(["solver=compression/encodec_mmd_musicgen_32khz"])
+        xp.folder.mkdir(parents=True, exist_ok=True)
         with xp.enter():
             solver.save_checkpoints()
-        os.environ["CODEC32_SIG"] = xp.sig
+        FOUND["CODEC32_SIG"] = os.environ["CODEC32_SIG"] = xp.sig
         return xp.sig
     if words[:2] == ["python", "-c"]:
         exec(compile(words[2], "<documented python -c>", "exec"), {"__name__": "__main__"})
@@ -99,7 +102,7 @@ def run_step(words: list[str]) -> str:
         return ""
     finally:
         os.environ.clear()
-        os.environ.update(saved)
+        os.environ.update(saved, **FOUND)
 
 
 def main() -> None:
@@ -113,7 +116,7 @@ def main() -> None:
 
     def recording_run_grid(main, explorer, grid_name, *args, **kwargs):
         sheeps = stock_run_grid(main, explorer, grid_name, *args, **kwargs)
-        os.environ["GRID_SIG"] = sheeps[0].xp.sig  # the `SIG` of the commands that follow
+        FOUND["GRID_SIG"] = sheeps[0].xp.sig  # the `SIG` of the commands that follow
         return sheeps
 
     def no_slurm(self, job_array):

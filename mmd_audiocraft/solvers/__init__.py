@@ -31,33 +31,38 @@ def _resuming() -> bool:
 
 def install_solver_selection() -> None:
     """Idempotent: route `solver=compression` to MMDCompressionSolver, check configs before audiocraft's
-    train.get_solver, and register our quantizers."""
+    `train.get_solver` (when `audiocraft.train` is loaded: our Dora main imports it first; `measure` never
+    needs it), and register our quantizers."""
+    import sys
+
     import audiocraft.solvers as solvers
     from audiocraft.solvers import builders
 
     from ..quantizers import install_quantizers
 
     install_quantizers()
-    if getattr(solvers.get_solver, "_mmd_audiocraft", False):
+    if not getattr(solvers.get_solver, "_mmd_audiocraft", False):
+        stock_get_solver = builders.get_solver
+
+        def get_solver(cfg):
+            klass = _plugin_solver(cfg.solver)
+            return klass(cfg) if klass is not None else stock_get_solver(cfg)
+
+        get_solver._mmd_audiocraft = True
+        solvers.get_solver = builders.get_solver = get_solver
+
+    train = sys.modules.get("audiocraft.train")
+    if train is None or getattr(train.get_solver, "_mmd_audiocraft", False):
         return
-    stock_get_solver = builders.get_solver
-
-    def get_solver(cfg):
-        klass = _plugin_solver(cfg.solver)
-        return klass(cfg) if klass is not None else stock_get_solver(cfg)
-
-    get_solver._mmd_audiocraft = True
-    solvers.get_solver = builders.get_solver = get_solver
-
-    import flashy
-    from audiocraft import train
-
     stock_train_get_solver = train.get_solver
 
     def checked_get_solver(cfg):
+        import flashy
+
         from .preflight import check_before_build
 
         check_before_build(cfg, flashy.distrib.world_size(), resuming=_resuming())
         return stock_train_get_solver(cfg)
 
+    checked_get_solver._mmd_audiocraft = True
     train.get_solver = checked_get_solver
