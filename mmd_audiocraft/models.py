@@ -5,7 +5,8 @@ included), `builders.get_compression_model` for the network (checkpoints and exp
 `CompressionModel.get_pretrained` for pretrained names. The checkpoint is read once and checked first, so a
 wrong file (an LM checkpoint, a file that is no checkpoint, an XP folder without checkpoint) gives one clear
 `ModelLoadError` instead of an assertion deep inside audiocraft. Plain paths are checked before audiocraft is
-imported, so they fail fast.
+imported, so they fail fast; a Hugging Face name with HF_HUB_OFFLINE set must be in the local cache. Used by
+`mmd-audiocraft measure --model` and by the training preflight (`continue_from`, `compression_model_checkpoint`).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
 
 
-def _torch_load(path: Path, spec: str, trust: bool):
+def _torch_load(path: Path, label: str, trust: bool):
     """torch.load with torch's default (weights-only on torch >= 2.6) unless the file is trusted.
 
     Weights-only loading cannot rebuild everything audiocraft training checkpoints hold (the EMA state is a
@@ -57,10 +58,10 @@ def _torch_load(path: Path, spec: str, trust: bool):
         hint = ""
         if "weights only load failed" in str(exc).lower():
             hint = "; if you trust this file, add --trust-checkpoint to unpickle it fully"
-        raise ModelLoadError(f"--model {spec}: cannot read {path} as a torch checkpoint "
+        raise ModelLoadError(f"{label}: cannot read {path} as a torch checkpoint "
                              f"({_load_error_summary(exc)}){hint}") from exc
     except OSError as exc:
-        raise ModelLoadError(f"--model {spec}: cannot read {path} ({exc.strerror or exc})") from exc
+        raise ModelLoadError(f"{label}: cannot read {path} ({exc.strerror or exc})") from exc
 
 
 def _load_error_summary(exc: BaseException) -> str:
@@ -77,15 +78,15 @@ def _load_error_summary(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _config_of(state, spec: str, path: Path):
+def _config_of(state, label: str, path: Path):
     """The XP config stored in a checkpoint (a DictConfig, or YAML text in exported packages)."""
     from omegaconf import DictConfig, OmegaConf
 
     if not isinstance(state, dict):
-        raise ModelLoadError(f"--model {spec}: {path} holds a {type(state).__name__}, not an audiocraft "
+        raise ModelLoadError(f"{label}: {path} holds a {type(state).__name__}, not an audiocraft "
                              "checkpoint (a dict with 'xp.cfg' and 'best_state')")
     if "xp.cfg" not in state:
-        raise ModelLoadError(f"--model {spec}: {path} has no 'xp.cfg': not an audiocraft training checkpoint "
+        raise ModelLoadError(f"{label}: {path} has no 'xp.cfg': not an audiocraft training checkpoint "
                              "or exported compression model")
     cfg = state["xp.cfg"]
     if isinstance(cfg, str):
@@ -93,28 +94,28 @@ def _config_of(state, spec: str, path: Path):
     elif isinstance(cfg, dict):
         cfg = OmegaConf.create(cfg)
     if not isinstance(cfg, DictConfig):
-        raise ModelLoadError(f"--model {spec}: 'xp.cfg' of {path} is a {type(cfg).__name__}, not a config")
+        raise ModelLoadError(f"{label}: 'xp.cfg' of {path} is a {type(cfg).__name__}, not a config")
     solver = cfg.get("solver")
     if solver != "compression" or cfg.get("compression_model") is None:
         what = f"a '{solver}' checkpoint" if solver else "a checkpoint without `solver`"
-        raise ModelLoadError(f"--model {spec}: {path} is {what}, not a compression model (expected an XP of "
+        raise ModelLoadError(f"{label}: {path} is {what}, not a compression model (expected an XP of "
                              "solver=compression, e.g. an EnCodec codec)")
     return cfg
 
 
-def _model_state(state, spec: str, path: Path) -> tuple[dict, str]:
+def _model_state(state, label: str, path: Path) -> tuple[dict, str]:
     best = state.get("best_state")
     if state.get("exported"):  # audiocraft.utils.export.export_encodec: best_state is the model's state dict
         if not best:
-            raise ModelLoadError(f"--model {spec}: exported package {path} has no 'best_state'")
+            raise ModelLoadError(f"{label}: exported package {path} has no 'best_state'")
         return best, "exported"
     if not isinstance(best, dict) or not best.get("model"):
-        raise ModelLoadError(f"--model {spec}: {path} has no best_state['model'] (a checkpoint written before "
+        raise ModelLoadError(f"{label}: {path} has no best_state['model'] (a checkpoint written before "
                              "the first epoch finished?)")
     return best["model"], "checkpoint"
 
 
-def _build(cfg, model_state: dict, device: str, spec: str, path: Path):
+def _build(cfg, model_state: dict, device: str, label: str, path: Path):
     """audiocraft's builder on the stored config, with the plugin's quantizers registered."""
     from .environment import prepare_environment
     from .solvers import install_solver_selection
@@ -130,20 +131,20 @@ def _build(cfg, model_state: dict, device: str, spec: str, path: Path):
         model.load_state_dict(model_state)
     except RuntimeError as exc:  # keys or shapes differ from what the config builds
         first = str(exc).strip().splitlines()[0]
-        raise ModelLoadError(f"--model {spec}: the weights in {path} do not fit the model its config builds "
+        raise ModelLoadError(f"{label}: the weights in {path} do not fit the model its config builds "
                              f"({first})") from exc
     if model.sample_rate != cfg.sample_rate:
-        raise ModelLoadError(f"--model {spec}: model sample rate {model.sample_rate} differs from the "
+        raise ModelLoadError(f"{label}: model sample rate {model.sample_rate} differs from the "
                              f"config's {cfg.sample_rate}")
     return model.eval()
 
 
-def _resolve_path(spec: str) -> Path:
+def _resolve_path(spec: str, label: str) -> Path:
     """A checkpoint file, or an XP folder holding checkpoint.th; `//sig/SIG` through audiocraft's Dora dir."""
     if spec.startswith(SIG_PREFIX):
         sig = spec[len(SIG_PREFIX):].strip("/")
         if not sig:
-            raise ModelLoadError(f"--model {spec}: expected //sig/SIG with an XP signature")
+            raise ModelLoadError(f"{label}: expected //sig/SIG with an XP signature")
         from .environment import prepare_environment
 
         prepare_environment()
@@ -154,60 +155,86 @@ def _resolve_path(spec: str) -> Path:
             from audiocraft import train
 
             xp_dir = Path(train.main.dora.dir) / "xps" / sig
-            why = "has no " + CHECKPOINT_NAME if xp_dir.is_dir() else "does not exist"
-            raise ModelLoadError(f"--model {spec}: XP folder {xp_dir} {why} (Dora dir from AUDIOCRAFT_DORA_DIR "
-                                 "or audiocraft's team config)")
+            if xp_dir.is_dir():
+                why = f"has no {CHECKPOINT_NAME} yet: run that XP (to the end of its first epoch at least) first"
+            else:
+                why = ("does not exist: give the SIG of an XP of this Dora dir (AUDIOCRAFT_DORA_DIR or "
+                       "audiocraft's team config), or a checkpoint path")
+            raise ModelLoadError(f"{label}: XP folder {xp_dir} {why}")
         return Path(resolved)
     path = Path(spec).expanduser()
     if path.is_dir():
         candidate = path / CHECKPOINT_NAME
         if not candidate.is_file():
-            raise ModelLoadError(f"--model {spec}: folder has no {CHECKPOINT_NAME} (expected an XP folder or "
+            raise ModelLoadError(f"{label}: folder has no {CHECKPOINT_NAME} (expected an XP folder or "
                                  "a checkpoint file)")
         return candidate
     if not path.exists():
-        raise ModelLoadError(f"--model {spec}: no such file or folder (expected a checkpoint path, an XP "
+        raise ModelLoadError(f"{label}: no such file or folder (expected a checkpoint path, an XP "
                              "folder, //sig/SIG or //pretrained/NAME)")
     return path
 
 
-def _load_pretrained(spec: str, device: str, trust: bool) -> LoadedModel:
+def _load_pretrained(spec: str, label: str, device: str, trust: bool) -> LoadedModel:
     name = spec[len(PRETRAINED_PREFIX):]
     if not name:
-        raise ModelLoadError(f"--model {spec}: expected //pretrained/NAME or //pretrained/PATH")
+        raise ModelLoadError(f"{label}: expected //pretrained/NAME or //pretrained/PATH")
     local = Path(name).expanduser()
     if local.exists():  # an exported model (file, or folder with compression_state_dict.bin)
         path = local / EXPORTED_NAME if local.is_dir() else local
         if not path.is_file():
-            raise ModelLoadError(f"--model {spec}: folder has no {EXPORTED_NAME}")
-        state = _torch_load(path, spec, trust)
+            raise ModelLoadError(f"{label}: folder has no {EXPORTED_NAME}")
+        state = _torch_load(path, label, trust)
         if isinstance(state, dict) and "pretrained" in state and "xp.cfg" not in state:  # a reference
-            return _load_pretrained(PRETRAINED_PREFIX + str(state["pretrained"]), device, trust)
-        cfg = _config_of(state, spec, path)
-        model_state, kind = _model_state(state, spec, path)
-        model = _build(cfg, model_state, device, spec, path)
+            return _load_pretrained(PRETRAINED_PREFIX + str(state["pretrained"]), label, device, trust)
+        cfg = _config_of(state, label, path)
+        model_state, kind = _model_state(state, label, path)
+        model = _build(cfg, model_state, device, label, path)
         return LoadedModel(model, spec, str(path), kind, _describe(model, cfg))
 
+    if local.is_absolute() or name.startswith(("~", ".")):
+        raise ModelLoadError(f"{label}: no such file or folder {local} (expected an exported "
+                             f"{EXPORTED_NAME}, or the folder holding one)")
     from .environment import prepare_environment
 
     prepare_environment()
     if name.startswith("dac_") and importlib.util.find_spec("dac") is None:
-        raise ModelLoadError(f"--model {spec}: {name} needs the descript-audio-codec package (import dac)")
-    if name not in BUILTIN_PRETRAINED and os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
-        hub_note = " (HF_HUB_OFFLINE is set: only models already in the Hugging Face cache load)"
-    else:
-        hub_note = ""
+        raise ModelLoadError(f"{label}: {name} needs the descript-audio-codec package (import dac)")
+    if name not in BUILTIN_PRETRAINED:
+        _check_hub_name(name, label)
     from audiocraft.models import CompressionModel
 
     try:
         model = CompressionModel.get_pretrained(name, device=device)
     except ImportError as exc:
-        raise ModelLoadError(f"--model {spec}: {name} needs a package that is not installed ({exc})") from exc
+        raise ModelLoadError(f"{label}: {name} needs a package that is not installed ({exc})") from exc
     except OSError as exc:  # hub unreachable, unknown repo, missing files (huggingface_hub/transformers)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"--model {spec}: no local path of that name, and the hub could not provide it"
-                             f"{hub_note}: {first}") from exc
+        raise ModelLoadError(f"{label}: no local path of that name, and the Hugging Face hub could not provide "
+                             f"it ({first}); {_LOCAL_INSTEAD}") from exc
     return LoadedModel(model, spec, name, "pretrained", _describe(model, None))
+
+
+_LOCAL_INSTEAD = (f"give a local codec instead: //pretrained//ABSOLUTE/PATH/{EXPORTED_NAME} (an exported "
+                  "package), //sig/SIG or a checkpoint path")
+
+
+def _check_hub_name(name: str, label: str) -> None:
+    """A Hugging Face name with the hub off (HF_HUB_OFFLINE) must be in the local cache: say so, before
+    transformers fails deep in its download code."""
+    if os.environ.get("HF_HUB_OFFLINE") in (None, "", "0"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    raise ModelLoadError(
+        f"{label}: {name} is not a local path, so it names a Hugging Face model, which needs the hub: "
+        f"HF_HUB_OFFLINE is set and the Hugging Face cache ({HF_HUB_CACHE}) does not hold it. Either "
+        f"`huggingface-cli download {name}` on a connected machine and point HF_HUB_CACHE at that cache, or "
+        f"{_LOCAL_INSTEAD}")
 
 
 def _describe(model, cfg) -> dict:
@@ -220,7 +247,8 @@ def _describe(model, cfg) -> dict:
     return info
 
 
-def load_compression_model(spec: str, device: str = "cpu", trust_checkpoint: bool | None = None) -> LoadedModel:
+def load_compression_model(spec: str, device: str = "cpu", trust_checkpoint: bool | None = None,
+                           key: str = "--model") -> LoadedModel:
     """The codec named by `spec`, in eval mode on `device`; raises ModelLoadError for a wrong MODEL.
 
     spec: a checkpoint file (checkpoint.th, or an exported compression package), an XP folder (its
@@ -229,15 +257,17 @@ def load_compression_model(spec: str, device: str = "cpu", trust_checkpoint: boo
     dac_44khz, dac_24khz, debug_compression_model, or a Hugging Face name when the hub is reachable).
     trust_checkpoint: unpickle fully (torch.load weights_only=False); None trusts `//sig/` only (the user's
     own Dora dir), which torch >= 2.6 needs for audiocraft training checkpoints (see _torch_load).
+    key: how the user named it, for the messages: `--model` (the CLI) or a config key (`continue_from`, ...).
     """
     spec = str(spec)
     trust = spec.startswith(SIG_PREFIX) if trust_checkpoint is None else bool(trust_checkpoint)
+    label = f"{key} {spec}" if key.startswith("-") else f"{key}={spec}"
     if spec.startswith(PRETRAINED_PREFIX):
-        return _load_pretrained(spec, device, trust)
-    path = _resolve_path(spec)
-    state = _torch_load(path, spec, trust)
-    cfg = _config_of(state, spec, path)
-    model_state, kind = _model_state(state, spec, path)
+        return _load_pretrained(spec, label, device, trust)
+    path = _resolve_path(spec, label)
+    state = _torch_load(path, label, trust)
+    cfg = _config_of(state, label, path)
+    model_state, kind = _model_state(state, label, path)
     del state  # optimizer and discriminator states can be large
-    model = _build(cfg, model_state, device, spec, path)
+    model = _build(cfg, model_state, device, label, path)
     return LoadedModel(model, spec, str(path), kind, _describe(model, cfg))

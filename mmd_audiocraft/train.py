@@ -15,6 +15,7 @@ from .checkpoint_loading import install_checkpoint_loading  # noqa: E402
 from .config_search_path import register_config_search_path  # noqa: E402
 from .distributed import init_distributed  # noqa: E402
 from .solvers import install_solver_selection  # noqa: E402
+from .solvers.preflight import ConfigError  # noqa: E402
 
 register_config_search_path()
 
@@ -24,7 +25,10 @@ def main(cfg):
     install_checkpoint_loading()
     install_solver_selection()
     init_distributed(cfg.device)  # NCCL on CUDA, gloo otherwise (audiocraft's default needs GPUs)
-    return audiocraft_train.main.main(cfg)
+    try:
+        return audiocraft_train.main.main(cfg)
+    except ConfigError as exc:  # a config that cannot run (solvers/preflight.py): one line, no traceback
+        raise SystemExit(f"mmd_audiocraft: config error: {exc}") from None
 
 
 main.dora.dir = audiocraft_train.main.dora.dir

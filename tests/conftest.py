@@ -50,6 +50,33 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return fixture_corpus(tmp_path_factory.mktemp("corpus"))
 
 
+# -- codec XPs shared by the tests of a session ----------------------------------------------------------------
+# MusicGen refuses codecs that rescale their input (renormalize): the LM's codec must not, like MusicGen's own.
+LM_CODEC = [*TINY, "losses.inde=1000", "encodec.renormalize=false", "dataset.evaluate.num_samples=4"]
+
+
+@pytest.fixture(scope="session")
+def trained_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """(dora dir, XP folder) of the tiny codec (renormalising its input, as shipped) after one short epoch: the
+    README's command, as written."""
+    from .documentation import documented, dora_args
+
+    dora_dir = tmp_path_factory.mktemp("measure") / "dora"
+    run_dora(dora_args(documented("README.md", "solver=compression/encodec_mmd_tiny", "optim.updates_per_epoch=4")),
+             dora_dir, tiny_corpus)
+    (xp,) = xp_dirs(dora_dir)
+    return dora_dir, xp
+
+
+@pytest.fixture(scope="session")
+def lm_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """(dora dir, XP folder) of a tiny MMD codec an LM can use (encodec.renormalize=false), one short epoch."""
+    dora_dir = tmp_path_factory.mktemp("lm_codec") / "dora"
+    run_dora(["run", *LM_CODEC], dora_dir, tiny_corpus)
+    (xp,) = xp_dirs(dora_dir)
+    return dora_dir, xp
+
+
 # -- solvers built in this process ------------------------------------------------------------------------
 def seeded_solver(xp, build=None):
     """The solver of a composed Dora XP, built in this process after seeding torch, random and numpy with 0.

@@ -6,18 +6,13 @@ import math
 
 import pytest
 
-from .conftest import TINY, history, run_dora, xp_dirs
+from .conftest import history, run_dora, xp_dirs
 
 pytestmark = pytest.mark.slow
 
-# MusicGen refuses codecs that rescale their input (renormalize): the tiny codec must not, like MusicGen's.
-CODEC = [*TINY, "losses.inde=1000", "encodec.renormalize=false", "dataset.evaluate.num_samples=4"]
 
-
-def test_lm_trains_on_the_codes_of_a_codec_xp(tmp_path, tiny_corpus):
-    dora_dir = tmp_path / "dora"
-    run_dora(["run", *CODEC], dora_dir, tiny_corpus)
-    (codec,) = xp_dirs(dora_dir)
+def test_lm_trains_on_the_codes_of_a_codec_xp(tmp_path, tiny_corpus, lm_codec):
+    dora_dir, codec = lm_codec
     assert (codec / "checkpoint.th").exists() and "inde" in history(codec)[0]["train"]
 
     run_dora(["run", "solver=musicgen/musicgen_mmd_tiny", f"compression_model_checkpoint=//sig/{codec.name}"],

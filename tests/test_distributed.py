@@ -33,6 +33,7 @@ from mmd_audiocraft.measure import VectorSample
 from mmd_audiocraft.metrics import CodeCounts
 
 from .conftest import dora_env, history, run_dora, xp_dirs
+from .documentation import documented, dora_args
 
 WORLD = 2
 BATCH = (3, 2)  # items per process: uneven on purpose (rows differ in number)
@@ -286,9 +287,7 @@ def test_gather_rows_rejects_bad_input():
 # -- a real 2-process training run through our Dora main (CPU, gloo) -------------------------------------
 DDP_RUN = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "optim.epochs=1",
            "optim.updates_per_epoch=2", "dataset.train.num_samples=32", "dataset.valid.num_samples=8",
-           "dataset.evaluate.num_samples=4", "dataset.generate.num_samples=2",
-           "dataset.generate.batch_size=2",  # batch sizes must split over the 2 processes
-           "evaluate.every=1", "losses.inde=1000"]
+           "dataset.evaluate.num_samples=4", "evaluate.every=1", "losses.inde=1000"]
 
 
 def _summary(log: Path, stage: str) -> dict:
@@ -301,11 +300,15 @@ def _summary(log: Path, stage: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher, global_mmd", [("dora -d", True), ("torchrun", False)])
 def test_two_process_training_run(tiny_corpus, tmp_path, launcher, global_mmd):
+    """`dora -d`: the README's command for 2 CPU processes, as written (inde.global=true); torchrun: the same
+    training with the per-process MMD."""
     dora_dir = tmp_path / "dora"
-    args = [*DDP_RUN, f"inde.global={str(global_mmd).lower()}"]
     if launcher == "dora -d":
-        run_dora(["run", "-d", "--ddp_workers", "2", *args], dora_dir, tiny_corpus, timeout=400)
+        args = dora_args(documented("README.md", "--ddp_workers 2"))
+        assert "inde.global=true" in args
+        run_dora(args, dora_dir, tiny_corpus, timeout=600)
     else:
+        args = [*DDP_RUN, "inde.global=false"]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "dora", "-P", "mmd_audiocraft", "run", *args]
         proc = subprocess.run(cmd, env=dora_env(dora_dir, tiny_corpus), cwd=tmp_path, capture_output=True,

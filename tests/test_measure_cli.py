@@ -17,7 +17,7 @@ from mmd_audiocraft import cli, measure
 from mmd_audiocraft.metrics import independence_report
 from mmd_audiocraft.models import LoadedModel
 
-from .conftest import MUSIC_FIXTURE, TINY, dora_env, run_dora, xp_dirs
+from .conftest import MUSIC_FIXTURE, dora_env
 
 # ------------------------------------------------------------------------------------------ fake codec
 HOP, SR, K, BINS = 10, 100, 3, 5  # 10 codec frames per second
@@ -283,15 +283,6 @@ def test_process_exit_code_and_single_stderr_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ end to end
-@pytest.fixture(scope="session")
-def trained_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
-    """(dora dir, XP folder) of the tiny codec after one short epoch through our main."""
-    dora_dir = tmp_path_factory.mktemp("measure") / "dora"
-    run_dora(["run", *TINY], dora_dir, tiny_corpus)
-    (xp,) = xp_dirs(dora_dir)
-    return dora_dir, xp
-
-
 @pytest.fixture(scope="module")
 def independent_codes(trained_codec, tiny_corpus) -> tuple[list[np.ndarray], int]:
     """Codes [K, T] of each 1 s segment of the evaluate manifest's files, in order, from audiocraft's own loader
@@ -424,3 +415,43 @@ def test_pretrained_debug_codec_resamples_the_data(fixture_manifest, tmp_path, c
     assert result["n_segments"] == 12 and result["audio_seconds"] == pytest.approx(12.0)  # 1.3 + 1.3 + 0.4 s
     assert result["n_frames"] == result["n_codec_frames"] - 3 * result["n_segments"]  # delay drops K-1 per segment
     assert result["mmd"]["rows"] == 64
+
+
+def test_hub_name_without_hub_is_one_line_naming_the_local_forms(fixture_manifest, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty_hub"))
+    message = one_line_error(capsys, ["measure", "--model", "//pretrained/facebook/encodec_32khz", "--data",
+                                      str(fixture_manifest)])
+    assert "--model //pretrained/facebook/encodec_32khz: facebook/encodec_32khz is not a local path, so it names " \
+           "a Hugging Face model, which needs the hub" in message
+    assert "//pretrained//ABSOLUTE/PATH/compression_state_dict.bin (an exported package), //sig/SIG or a " \
+           "checkpoint path" in message
+    missing = tmp_path / "nowhere.bin"
+    assert f"no such file or folder {missing}" in one_line_error(
+        capsys, ["measure", "--model", f"//pretrained/{missing}", "--data", str(fixture_manifest)])
+
+
+@pytest.mark.slow
+def test_exported_package_measures_like_its_checkpoint(trained_codec, fixture_manifest, tmp_path, capsys):
+    """An exported package, named by //pretrained/ (file or folder) or by its path: the same codec as the
+    training checkpoint it came from, hence the same report."""
+    from audiocraft.utils.export import export_encodec
+
+    from mmd_audiocraft.checkpoint_loading import trusting_torch_load
+
+    _, xp = trained_codec
+    with trusting_torch_load():
+        exported = export_encodec(xp / "checkpoint.th", tmp_path / "export" / "compression_state_dict.bin")
+    reports = {}
+    for name, spec in (("checkpoint", str(xp)), ("file", f"//pretrained/{exported}"),
+                       ("folder", f"//pretrained/{exported.parent}"), ("path", str(exported))):
+        out = tmp_path / f"{name}.json"
+        assert cli.main(["measure", "--model", spec, "--data", str(fixture_manifest), "--max-frames", "200",
+                         "--mmd-rows", "0", "--json", str(out), "--no-progress", "--trust-checkpoint"]) == 0
+        capsys.readouterr()
+        reports[name] = json.loads(out.read_text())
+    assert reports["checkpoint"]["model_kind"] == "checkpoint"
+    assert {reports[n]["model_kind"] for n in ("file", "folder", "path")} == {"exported"}
+    for name in ("file", "folder", "path"):
+        for key in ("n_frames", "usage", "pairwise", "total_correlation"):
+            assert reports[name][key] == reports["checkpoint"][key], (name, key)

@@ -1,0 +1,233 @@
+"""Every command line the README and examples/ show (their ```bash blocks) is exercised, as written.
+
+TABLE says how, for each documented command (normalised by tests/documentation.py), and a command missing
+from it fails the first test. Placeholders (SIG, paths like /checkpoint/$USER/mmd, <your dset>) are replaced by
+the test's own (SUBSTITUTIONS); no override is added to any command. The ways:
+- RUN: really run here by bash, in document order, on the fixture corpus;
+- IN_PROCESS: really run, in the dry-run process (tests/dry_run_driver.py): `export`, `python -c`, `dora info`;
+- DRY: a cluster-scale command (the paper's 32 kHz codec on GPUs, SLURM grids): `dora run` composes the XP,
+  builds the solver through our main's checks and restores it (continue_from loaded), without training;
+  `dora grid` runs with --dry_run --init;
+- a test or CI job that runs exactly this command (tests read it with `documentation.documented`).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import documentation
+from .conftest import ROOT, dora_env
+
+RUN, IN_PROCESS, DRY = "run", "in-process", "dry-run"
+CI = "CI: .ci/run runs it"
+SETUP = "make setup: scripts/setup_env.sh installs both packages the same way (editable, offline)"
+DEMO_QUICK = "CI: .ci/run runs `make demo-quick`, this target with --quick"
+DDP = "tests/test_distributed.py::test_two_process_training_run"
+TINY_CODEC = "tests/conftest.py::trained_codec"
+
+EXPORT_SNIPPET = "\n".join([
+    "python -c ",
+    "from mmd_audiocraft.checkpoint_loading import trusting_torch_load   # torch >= 2.6: trust your own file",
+    "from audiocraft.utils.export import export_encodec",
+    "with trusting_torch_load():",
+    "    export_encodec('/checkpoint/me/mmd/xps/SIG/checkpoint.th', '/data/codecs/mine/compression_state_dict.bin')",
+])
+FT = "dora -P mmd_audiocraft run solver=compression/encodec_mmd_musicgen_32khz"
+
+TABLE = {
+    "README.md": {
+        "make demo": DEMO_QUICK,
+        "make test": CI,
+        "pip install -e /path/to/audiocraft --no-deps": SETUP,
+        "pip install -e /path/to/mmd-audiocraft": SETUP,
+        "dora -P mmd_audiocraft run solver=compression/encodec_musicgen_32khz dset=<your dset> losses.inde=1000":
+            DRY,
+        "dora -P mmd_audiocraft run solver=compression/encodec_musicgen_32khz dset=audio/mmd_music_32khz "
+        "losses.inde=1000": DRY,
+        "dora -P mmd_audiocraft run solver=compression/encodec_mmd_musicgen_32khz": DRY,
+        "dora -P mmd_audiocraft run solver=compression/encodec_mmd_tiny losses.inde=1000 optim.epochs=1 "
+        "optim.updates_per_epoch=4": TINY_CODEC,
+        "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir [--max-frames N] "
+        "[--pattern delay|parallel] [--json OUT.json] [--plot OUT.png] [--batch-size 8] [--segment 10] "
+        "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint]": RUN,
+        "dora -P mmd_audiocraft run -d --ddp_workers 2 solver=compression/encodec_mmd_tiny losses.inde=1000 "
+        "inde.global=true optim.epochs=1 optim.updates_per_epoch=2": DDP,
+    },
+    "examples/cluster_walkthrough.md": {
+        "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
+        "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
+        "dora -P mmd_audiocraft grid mmd_codec_weights": DRY,
+        "dora -P mmd_audiocraft grid mmd_codec_kernels": DRY,
+        "dora -P mmd_audiocraft grid mmd_codec_quantizers": DRY,
+        "MMD_FINETUNE_FROM=//pretrained/facebook/encodec_32khz dora -P mmd_audiocraft grid mmd_codec_finetune": DRY,
+        "dora -P mmd_audiocraft grid mmd_codec_weights --no_monitoring": DRY,
+        # `-t` execs `tail -f` on the SLURM job's log (interactive; a dry run has no job): SUBSTITUTIONS asks for
+        # the same XP's folder instead (`--folder 2`), which resolves the same index
+        "dora -P mmd_audiocraft grid mmd_codec_weights -t 2": DRY,
+        "dora -P mmd_audiocraft info -f SIG -m": IN_PROCESS,
+        "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
+        "dora -P mmd_audiocraft grid mmd_codec_decoding --dry_run --init": IN_PROCESS,
+        "dora -P mmd_audiocraft run -f SIG": DRY,
+        "dora -P mmd_audiocraft run -d -f SIG": DRY,
+        # the walkthrough's CPU chain trains the tiny codec's full 8 epochs (~7 min): dry-run until it shows a
+        # short budget (then RUN, as tests/test_chain_lm.py's chain)
+        "export HF_HUB_OFFLINE=1 AUDIOCRAFT_DORA_DIR=/tmp/mmd/dora": IN_PROCESS,
+        "dora -P mmd_audiocraft run solver=compression/encodec_mmd_tiny losses.inde=1000 encodec.renormalize=false":
+            DRY,
+        "dora -P mmd_audiocraft info solver=compression/encodec_mmd_tiny losses.inde=1000 "
+        "encodec.renormalize=false": IN_PROCESS,
+        "dora -P mmd_audiocraft run solver=musicgen/musicgen_mmd_tiny compression_model_checkpoint=//sig/SIG": DRY,
+    },
+    "examples/finetune_existing_codec.md": {
+        "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
+        f"{FT} continue_from=//sig/SIG": DRY,
+        f"{FT} continue_from=/checkpoint/me/mmd/xps/SIG/checkpoint.th": DRY,
+        EXPORT_SNIPPET: IN_PROCESS,
+        f"{FT} continue_from=//pretrained//data/codecs/mine/compression_state_dict.bin": DRY,
+        f"{FT} continue_from=//pretrained/facebook/encodec_32khz": DRY,
+        "python -m mmd_audiocraft.corpus --out /tmp/ft/corpus --quick": RUN,
+        "export HF_HUB_OFFLINE=1 AUDIOCRAFT_DORA_DIR=/tmp/ft/dora MMD_AUDIOCRAFT_CORPUS=/tmp/ft/corpus/quick": RUN,
+        "TINY=solver=compression/encodec_mmd_tiny optim.epochs=1 optim.updates_per_epoch=5 evaluate.every=1": RUN,
+        "dora -P mmd_audiocraft run $TINY": RUN,
+        "SIG=$(ls $AUDIOCRAFT_DORA_DIR/xps)": RUN,
+        "dora -P mmd_audiocraft run $TINY losses.inde=1000 continue_from=//sig/$SIG": RUN,
+    },
+}
+
+# (pattern, replacement) applied to each command's text, per document, before it runs. $WORK is the test's
+# folder; the SIGs come from the runs before (the driver sets $GRID_SIG after a grid, $CODEC32_SIG when it
+# prepares the 32 kHz codec the fine-tuning example starts from).
+SUBSTITUTIONS = {
+    "README.md": [(r"<your dset>", "audio/mmd_music_32khz"), (r"\s*\\\n\s*", " "), (r"\s*\[[^\]]*\]", ""),
+                  (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"), (r"//sig/SIG\b", "//sig/$TINY_SIG")],
+    "examples/cluster_walkthrough.md": [(r"/checkpoint/\$USER/mmd", "$WORK/cluster/dora"), (r" -t 2\b", " --folder 2"),
+                                        (r"/tmp/mmd/dora", "$WORK/chain/dora"),
+                                        (r"//sig/SIG\b", "//sig/$LM_CODEC_SIG"), (r"-f SIG\b", "-f $GRID_SIG")],
+    "examples/finetune_existing_codec.md": [(r"/checkpoint/\$USER/mmd|/checkpoint/me/mmd", "$WORK/finetune/dora"),
+                                            (r"/data/codecs/mine", "$WORK/codecs/mine"), (r"/tmp/ft", "$WORK/ft"),
+                                            (r"//sig/SIG\b|xps/SIG\b", lambda m: m[0][:-3] + "$CODEC32_SIG")],
+}
+# what the driver does first for a document (e.g. the codec the fine-tuning example starts from)
+DRIVER_SETUP = {
+    "README.md": ["AUDIOCRAFT_DORA_DIR=$WORK/readme/dora"],
+    "examples/cluster_walkthrough.md": [],
+    "examples/finetune_existing_codec.md": ["AUDIOCRAFT_DORA_DIR=$WORK/finetune/dora", "prepare-codec32"],
+}
+
+
+def substituted(command: documentation.Command) -> str:
+    text = command.text
+    for pattern, replacement in SUBSTITUTIONS[command.doc]:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
+def test_every_documented_command_has_a_way_to_run():
+    documented = {doc: [c.key for c in documentation.commands(doc)] for doc in documentation.DOCS}
+    missing = [f"{doc}: {key!r}" for doc, keys in documented.items() for key in keys
+               if key not in TABLE.get(doc, {})]
+    stale = [f"{doc}: {key!r}" for doc, table in TABLE.items() for key in table if key not in documented.get(doc, [])]
+    assert not missing, "documented commands without an entry in TABLE:\n" + "\n".join(missing)
+    assert not stale, "TABLE entries no longer documented:\n" + "\n".join(stale)
+
+
+def test_commands_run_elsewhere_are_run_there():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M) and re.search(r"^make demo-quick$", ci, re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "demo-quick: setup\n\t$(PY) -m mmd_audiocraft.demo --quick $(DEMO_ARGS)" in makefile
+    assert "demo: setup\n\t$(PY) -m mmd_audiocraft.demo $(DEMO_ARGS)" in makefile
+    setup = (ROOT / "scripts" / "setup_env.sh").read_text()
+    assert 'pip install --quiet --no-deps --no-build-isolation -e "$src"' in setup  # audiocraft's sdist
+    assert 'pip install --quiet --no-deps --no-build-isolation -e "$root"' in setup  # this checkout
+    from . import conftest, test_distributed
+
+    # the tests named in TABLE read their command from the documentation
+    for how, function in ((DDP, test_distributed.test_two_process_training_run),
+                          (TINY_CODEC, conftest.trained_codec)):
+        assert how in {h for table in TABLE.values() for h in table.values()}
+        assert "documented(" in inspect.getsource(getattr(function, "__wrapped__", function)), how
+
+
+@pytest.mark.slow
+def test_dry_runs_and_in_process_commands(tmp_path, tiny_corpus, lm_codec):
+    """One process runs every DRY and IN_PROCESS command, document by document, in order."""
+    corpus = tmp_path / "corpus"
+    for rate in ("16khz", "32khz"):  # the fixture's 16 kHz files; the 32 kHz configs' loader resamples them
+        for split in ("train", "valid", "evaluate", "generate"):
+            (corpus / f"music_{rate}" / split).mkdir(parents=True)
+            shutil.copy(tiny_corpus / "music_16khz" / split / "data.jsonl", corpus / f"music_{rate}" / split)
+    codec = lm_codec[1]
+    shutil.copytree(codec, tmp_path / "chain" / "dora" / "xps" / codec.name)  # the walkthrough's SIG
+    from .test_finetune import fake_hf_cache
+
+    fake_hf_cache(tmp_path / "hf")  # the documented route to facebook/encodec_32khz without the hub
+
+    steps = []
+    for doc in documentation.DOCS:
+        steps += [{"key": f"{doc}: setup {s}", "words": s.split()} for s in DRIVER_SETUP[doc]]
+        for command in documentation.commands(doc):
+            if TABLE[doc][command.key] in (DRY, IN_PROCESS):
+                steps.append({"key": f"{doc}: {command.key}", "words": documentation.words(substituted(command))})
+    (tmp_path / "steps.json").write_text(json.dumps(steps))
+    env = dora_env(tmp_path / "unused", corpus, WORK=str(tmp_path), LM_CODEC_SIG=codec.name,
+                   HF_HUB_CACHE=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "dry_run_driver.py"), str(tmp_path / "steps.json")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert "@@RESULTS@@" in proc.stdout, proc.stderr[-6000:]
+    results = json.loads(proc.stdout.split("@@RESULTS@@")[-1])
+    assert [r["key"] for r in results] == [s["key"] for s in steps]
+    failed = [f"{r['key']}\n{r['detail']}" for r in results if not r["ok"]]
+    assert not failed, "\n\n".join(failed)
+
+
+def bash(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    path = dict(os.environ, **env, WORK=str(tmp_path), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    path.pop("USER", None)
+    return subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], env=path, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=1200)
+
+
+def run_commands(doc: str) -> str:
+    return "\n".join(substituted(c) for c in documentation.commands(doc) if TABLE[doc][c.key] == RUN)
+
+
+@pytest.mark.slow
+def test_readme_measure_on_the_readme_tiny_codec(tmp_path, tiny_corpus, trained_codec):
+    dora_dir, codec = trained_codec
+    proc = bash(run_commands("README.md"), tmp_path, AUDIOCRAFT_DORA_DIR=str(dora_dir), TINY_SIG=codec.name,
+                CORPUS=str(tiny_corpus), HF_HUB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Paper protocol" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_finetune_example_cpu_check(tmp_path, tiny_corpus):
+    """The example's 1-minute block, as written: its corpus command finds the corpus ready (no network in
+    tests: the fixture, marked as the quick corpus; tests/test_corpus.py builds one from local packages)."""
+    from mmd_audiocraft import corpus
+
+    quick = tmp_path / "ft" / "corpus" / "quick"
+    for sample_rate in corpus.DEFAULT_SAMPLE_RATES:
+        for split in ("train", "valid", "evaluate", "generate"):
+            (quick / corpus.rate_dir_name(sample_rate) / split).mkdir(parents=True)
+            shutil.copy(tiny_corpus / "music_16khz" / split / "data.jsonl", quick / corpus.rate_dir_name(sample_rate)
+                        / split)
+    _, files = corpus.load_sources()
+    key = corpus.corpus_key(corpus.QUICK_PLAN, [f for f in files if f.package in corpus.QUICK_PLAN.packages])
+    (quick / corpus.MARKER).write_text(json.dumps({"key": key, "sample_rates": list(corpus.DEFAULT_SAMPLE_RATES)}))
+
+    proc = bash(run_commands("examples/finetune_existing_codec.md"), tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "corpus ready" in proc.stdout + proc.stderr
+    xps = sorted((tmp_path / "ft" / "dora" / "xps").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert len(xps) == 2 and all((xp / "checkpoint.th").exists() for xp in xps)
+    assert f"Continuing from provided checkpoint: //sig/{xps[0].name}" in (xps[1] / "solver.log.0").read_text()
