@@ -13,6 +13,7 @@
 # slurmdbd, MariaDB), so a system SLURM, munge or MariaDB on the same machine is left alone. The node is named
 # after `hostname -s`, has MMD_SLURM_CPUS CPUs (default: all) and ~90% of the memory, one partition `debug`
 # (audiocraft's default team partition). Jobs that can never fit are refused by sbatch (EnforcePartLimits).
+# Packages: slurmctld slurmd slurm-client slurmdbd munge mariadb-server-core mariadb-client-core (~12 MB).
 set -euo pipefail
 
 DIR=${MMD_SLURM_DIR:-/tmp/mmd-slurm}
@@ -20,7 +21,7 @@ PORT=${MMD_SLURM_PORT:-16817}
 CPUS=${MMD_SLURM_CPUS:-$(nproc)}
 HOST=$(hostname -s)
 CONF=$DIR/etc/slurm.conf
-PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
+PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server-core mariadb-client-core)  # no full MariaDB server
 DB_PASS=mmd-slurm-local   # the database listens on 127.0.0.1 only and holds nothing but job records
 
 say() { echo "slurm_cluster: $*"; }
@@ -49,7 +50,7 @@ need_root() { [[ $(id -u) == 0 ]] || die "$1 needs root (daemons run as root/mun
 
 cmd_install() {
     local missing=() cmd
-    for cmd in slurmctld slurmd slurmdbd sbatch sacct munged mariadbd mariadb-install-db; do
+    for cmd in slurmctld slurmd slurmdbd sbatch sacct munged mariadbd mariadb-install-db mariadb; do
         command -v "$cmd" >/dev/null || missing+=("$cmd")
     done
     if ((${#missing[@]} == 0)); then
@@ -165,7 +166,7 @@ start_mariadbd() {
     setsid mariadbd --no-defaults --user=root --datadir="$DIR/mysql/data" --socket="$sock" --port=$((PORT + 3)) \
         --bind-address=127.0.0.1 --pid-file="$(pidfile mariadbd)" --log-error="$DIR/log/mariadbd.log" \
         --innodb-buffer-pool-size=64M --skip-name-resolve >/dev/null 2>&1 &
-    wait_for 60 "mariadbd answers" mariadb-admin --no-defaults --socket="$sock" ping \
+    wait_for 60 "mariadbd answers" mariadb --no-defaults --socket="$sock" -e "SELECT 1" \
         || { log_tail mariadbd; die "mariadbd did not start (log: $DIR/log/mariadbd.log)"; }
     mariadb --no-defaults --socket="$sock" -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';" || die "could not create the accounting database user"
@@ -224,7 +225,7 @@ stop_daemons() {  # stop_daemons NAME...: SIGTERM by pid file, wait up to 30 s, 
 cmd_stop() {
     [[ -d $DIR/run ]] || { say "nothing to stop ($DIR/run absent)"; return; }
     if running slurmctld; then  # jobs first: their processes outlive slurmd otherwise
-        SLURM_CONF=$CONF scancel --full --quiet --user="$(id -un)" 2>/dev/null || true
+        SLURM_CONF=$CONF scancel --quiet --partition=debug 2>/dev/null || true  # everyone's jobs
         wait_for 30 "job queue is empty" bash -c "[[ -z \$(SLURM_CONF='$CONF' squeue -h -o %i) ]]" \
             || say "jobs still listed after 30 s: $(SLURM_CONF=$CONF squeue -h 2>&1 | head -5)"
     fi
@@ -233,6 +234,7 @@ cmd_stop() {
     stop_daemons slurmd slurmctld
     stop_daemons slurmdbd mariadbd munged
     rm -f "$DIR"/run/*.pid
+    say "stopped (state kept in $DIR)"
 }
 
 cmd_status() {

@@ -65,6 +65,9 @@ results["finished_codec"] = finish_baseline()
 results["rerun"] = grid("mmd_musicgen")  # a real (not dry) run: submissions are recorded, not sent
 results["rerun"]["submitted"], results["rerun"]["slurm"] = list(submitted), dict(slurm)
 
+from audiocraft.environment import AudioCraftEnvironment
+results["audiocraft_partitions"] = AudioCraftEnvironment.get_slurm_partitions(["team", "global"])
+
 os.environ["MMD_GRID_PROFILE"] = "cpu"  # the same grids at CPU scale
 results["cpu_codecs"] = grid("mmd_codec_decoding", "--dry_run", "--init")
 results["cpu_finished_codec"] = finish_baseline()
@@ -171,7 +174,7 @@ def test_lms_wait_for_unfinished_codecs_and_are_scheduled_once_they_finish(grids
 
 def test_paper_profile_asks_for_the_papers_gpus_by_default(grids):
     for config in grids["rerun"]["slurm"].values():  # the LMs submitted above
-        assert config["gpus"] == 32 and config["partition"] == "debug,debug"  # audiocraft's default team
+        assert config["gpus"] == 32 and config["partition"] == grids["audiocraft_partitions"]
         assert config["mem_per_gpu"] == 40 and config["cpus_per_gpu"] == 10  # audiocraft's and Dora's defaults
 
 
@@ -191,6 +194,7 @@ def test_cpu_profile_runs_the_same_grids_on_tiny_configs_and_one_cpu(grids):
         assert codec_sig(xp["argv"]) in {x["sig"] for x in cpu}
     for config in lms["slurm"].values():
         assert (config["gpus"], config["cpus_per_gpu"], config["mem_per_gpu"], config["time"]) == (0, 1, 3, 15)
+        assert config["partition"] == grids["audiocraft_partitions"]
     assert "MMD_GRID_PROFILE='gpu'" in grids["unknown_profile"] and "'cpu'" in grids["unknown_profile"]
 
 

@@ -18,13 +18,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, finish, history, run_dora, start_dora
+from .conftest import ROOT, finish, history, start_dora
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -46,26 +47,33 @@ def cluster(action: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def live_daemons(run_dir: Path) -> list[str]:
-    alive = []
-    for pidfile in run_dir.glob("*.pid"):
-        try:
-            os.kill(int(pidfile.read_text()), 0)
-            alive.append(pidfile.stem)
-        except (OSError, ValueError):
-            pass
-    return alive
+def daemon_pids(run_dir: Path) -> dict[str, int]:
+    """Daemon name -> pid, from the script's pid files (which `stop` removes)."""
+    return {pidfile.stem: int(pidfile.read_text()) for pidfile in run_dir.glob("*.pid")}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    """A fresh one-node cluster; yields the environment its commands need. Always stopped afterwards."""
+    """A fresh one-node cluster; yields the environment its commands need. Always stopped afterwards, also
+    when pytest is interrupted or sent SIGTERM (made a KeyboardInterrupt, so teardown runs)."""
     if os.geteuid() != 0:
         pytest.skip("the one-node SLURM cluster needs root (apt-get, daemons): scripts/slurm_cluster.sh")
     state = Path(CLUSTER_ENV["MMD_SLURM_DIR"])
     cluster("stop")  # leftovers of an interrupted session, by their pid files
     shutil.rmtree(state, ignore_errors=True)
-    timings = {}
+    timings, on_term = {}, signal.signal(signal.SIGTERM, interrupt)
     try:
         start = time.monotonic()
         cluster("install")
@@ -75,13 +83,16 @@ def slurm(tmp_path_factory):
         timings["start_s"] = time.monotonic() - start
         yield {"SLURM_CONF": str(state / "etc" / "slurm.conf"), "timings": timings}
     finally:
-        start = time.monotonic()
-        cluster("stop")
-        timings["stop_s"] = time.monotonic() - start
+        try:
+            pids, start = daemon_pids(state / "run"), time.monotonic()
+            cluster("stop")
+            timings["stop_s"] = time.monotonic() - start
+        finally:
+            signal.signal(signal.SIGTERM, on_term)
         print(f"slurm cluster timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
-        alive = live_daemons(state / "run")
-        if alive or cluster("status").returncode == 0:
-            raise RuntimeError(f"slurm daemons still running after stop: {alive}")
+        left = {name: pid for name, pid in pids.items() if alive(pid)}
+        if left:
+            raise RuntimeError(f"slurm daemons still running after stop: {left}")
 
 
 def slurm_cmd(slurm: dict, *args: str) -> str:
@@ -107,6 +118,25 @@ def set_node(slurm: dict, state: str) -> None:
     node = slurm_cmd(slurm, "sinfo", "-h", "-N", "-o", "%N").split()[0]
     slurm_cmd(slurm, "scontrol", "update", f"nodename={node}", f"state={state}",
               *(["reason=test: queue jobs"] if state == "drain" else []))
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a process and its descendants, by pid (a `dora grid` runs a pool of workers that would outlive it)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, todo = [pid], [pid]
+    while todo:
+        todo = [child for parent in todo for child in children.get(parent, [])]
+        tree += todo
+    for member in reversed(tree):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_until(predicate, what: str, timeout: float, runs=()) -> None:
@@ -172,42 +202,52 @@ def campaign(slurm, tiny_corpus, tmp_path_factory):
     # `squeue -u os.getlogin()`, which raises OSError without a terminal unless our main handles it.
     (dora_dir / "orphans").mkdir(parents=True)
     (dora_dir / "orphans" / "mmd_audiocraft_0000dead").touch()
-    out, runs, start = {"dora_dir": dora_dir, "timings": slurm["timings"]}, [], time.monotonic()
+    out, runs, start = {"dora_dir": dora_dir}, [], time.monotonic()
+    steps = {}  # seconds since the campaign started, at the end of each step
+
+    def step(name: str) -> None:
+        steps[name] = round(time.monotonic() - start)
+
     try:
         set_node(slurm, "drain")
         codecs = start_dora(["grid", "mmd_codec_decoding", *GRID, *POLL], dora_dir, tiny_corpus, env_extra=env)
         runs.append(codecs)
         wait_until(lambda: len(queue(slurm)) == 3, "3 codec jobs in the queue", 300, [codecs])
         out["queue_codecs"] = queue(slurm)
+        step("codecs queued")
         out["codec_sigs"] = sorted(p.name for p in (dora_dir / "grids" / "mmd_codec_decoding").iterdir())
         (parallel,) = [s for s in out["codec_sigs"] if any("parallel" in a for a in argv(dora_dir, s))]
         (dora_dir / "xps" / parallel / "checkpoint.th").write_bytes(b"truncated")  # fails when it starts
         out["failing"] = parallel
 
-        before = run_dora(["grid", "mmd_musicgen", *GRID, "--no_monitoring"], dora_dir, tiny_corpus,
-                          env_extra=env)
-        out["lm_before"], out["queue_lm_before"] = before.stdout, queue(slurm)
+        runs.append(start_dora(["grid", "mmd_musicgen", *GRID, "--no_monitoring"], dora_dir, tiny_corpus,
+                               env_extra=env))
+        out["lm_before"], out["queue_lm_before"] = finish(runs[-1], timeout=600), queue(slurm)
+        step("LM grid before")
         set_node(slurm, "resume")
         out["codecs"] = finish(codecs, timeout=600)
-        out["codecs_s"] = time.monotonic() - start
+        step("codec grid exited")
 
         set_node(slurm, "drain")
         lms = start_dora(["grid", "mmd_musicgen", *GRID, *POLL], dora_dir, tiny_corpus, env_extra=env)
         runs.append(lms)
         wait_until(lambda: len(queue(slurm)) == 3, "3 LM jobs in the queue", 300, [lms])
         out["queue_lms"] = queue(slurm)
-        cancel = run_dora(["grid", "mmd_musicgen", "unroll", *GRID, "-C"], dora_dir, tiny_corpus, env_extra=env)
-        out["cancel"] = cancel.stdout + cancel.stderr
+        step("LMs queued")
+        runs.append(start_dora(["grid", "mmd_musicgen", "unroll", *GRID, "-C"], dora_dir, tiny_corpus,
+                               env_extra=env))
+        out["cancel"] = finish(runs[-1], timeout=600)
+        step("flatten LM cancelled")
         set_node(slurm, "resume")
         out["lms"] = finish(lms, timeout=600)
-        out["total_s"] = time.monotonic() - start
+        step("LM grid exited")
         out["accounting"] = accounting(slurm)
     finally:
-        for run in runs:  # our own background dora processes, if a step above failed
+        for run in runs:  # our own dora processes and their workers, if a step above failed
             if run.proc.poll() is None:
-                run.proc.kill()
+                kill_tree(run.proc.pid)
                 run.proc.wait()
-    print(f"\ncampaign: codecs done after {out['codecs_s']:.0f} s, LMs after {out['total_s']:.0f} s")
+    print(f"\ncampaign steps (s since start): {steps}")
     for title, key in (("codec grid", "codecs"), ("LM grid before the codecs finish", "lm_before"),
                        ("LM grid", "lms")):
         print(f"{title}, last table:\n" + last_table(out[key]))
