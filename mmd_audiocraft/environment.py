@@ -86,6 +86,30 @@ def ensure_user() -> None:
             os.environ["USER"] = "audiocraft"
 
 
+def login_name_fallback() -> None:
+    """Give `os.getlogin()` a fallback: the effective user's name, who owns the SLURM jobs.
+
+    `dora grid` runs `squeue -u os.getlogin()` when it finds a submission interrupted before its job id was
+    saved (dora/shep.py, `Shepherd._check_orphans`, dora-search 0.1.13). Without a controlling terminal (CI,
+    cron, containers) `os.getlogin()` raises OSError and `dora grid` dies before doing anything. Only that
+    failure is replaced; where `os.getlogin()` works it is unchanged. Installed by our Dora main (train.py).
+    """
+    if getattr(os.getlogin, "mmd_fallback", False):
+        return
+    login = os.getlogin
+
+    def getlogin() -> str:
+        try:
+            return login()
+        except OSError:
+            import pwd
+
+            return pwd.getpwuid(os.geteuid()).pw_name
+
+    getlogin.mmd_fallback = True
+    os.getlogin = getlogin
+
+
 def prepare_environment() -> None:
     """Apply every fix above; idempotent and cheap after the first call."""
     ensure_user()

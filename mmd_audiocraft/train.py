@@ -3,9 +3,10 @@
 audiocraft's config tree (plus ours, appended to its search path), audiocraft's own `main` body and Dora folder,
 so `//sig/SIG` resolves from either side; only the solver selection is extended, from outside.
 """
-from .environment import audiocraft_config_dir, prepare_environment
+from .environment import audiocraft_config_dir, login_name_fallback, prepare_environment
 
 prepare_environment()
+login_name_fallback()  # `dora grid` calls os.getlogin(), which fails without a terminal (CI, containers)
 
 from audiocraft import train as audiocraft_train  # noqa: E402
 from audiocraft.utils.cluster import get_slurm_parameters  # noqa: E402

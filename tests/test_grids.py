@@ -22,12 +22,12 @@ CODEC_GRIDS = {"mmd_codec_weights": 5, "mmd_codec_kernels": 4, "mmd_codec_decodi
 LM_GRIDS = {"mmd_musicgen": 4, "mmd_musicgen_quantizers": 3}
 
 DRIVER = r"""
-import contextlib, io, json, sys
+import contextlib, dataclasses, io, json, os, sys
 import dora.grid, dora.shep
 from dora.__main__ import main as dora_main
 
 codec_grids, lm_grids = json.loads(sys.argv[1])
-listed, submitted = {}, []
+listed, submitted, slurm = {}, [], {}
 stock_run_grid = dora.grid.run_grid
 
 def recording_run_grid(main, explorer, grid_name, *args, **kwargs):
@@ -36,7 +36,12 @@ def recording_run_grid(main, explorer, grid_name, *args, **kwargs):
     return sheeps
 
 dora.grid.run_grid = recording_run_grid
-dora.shep.Shepherd._submit = lambda self, job_array: submitted.extend(s.xp.sig for s in job_array.sheeps)
+def record_submission(self, job_array):
+    for sheep in job_array.sheeps:
+        submitted.append(sheep.xp.sig)
+        slurm[sheep.xp.sig] = dataclasses.asdict(job_array.slurm_config)
+
+dora.shep.Shepherd._submit = record_submission
 
 def grid(name, *flags):
     out = io.StringIO()
@@ -50,12 +55,31 @@ results = {name: grid(name, "--dry_run", "--init") for name in codec_grids + lm_
 from mmd_audiocraft.grids import _chain, _paper
 from mmd_audiocraft.train import main
 
-codec = _chain.codec_xp(_paper.codec_overrides("baseline"))  # pretend the baseline codec finished
-(codec.folder / "checkpoint.th").write_bytes(b"")
-(codec.folder / "history.json").write_text(json.dumps([{"train": {}}] * int(codec.cfg.optim.epochs)))
-results["finished_codec"] = codec.sig
+def finish_baseline():  # pretend the baseline codec of the current profile finished
+    codec = _chain.codec_xp(_paper.codec_overrides("baseline"))
+    (codec.folder / "checkpoint.th").write_bytes(b"")
+    (codec.folder / "history.json").write_text(json.dumps([{"train": {}}] * int(codec.cfg.optim.epochs)))
+    return codec.sig
+
+results["finished_codec"] = finish_baseline()
 results["rerun"] = grid("mmd_musicgen")  # a real (not dry) run: submissions are recorded, not sent
-results["rerun"]["submitted"] = submitted
+results["rerun"]["submitted"], results["rerun"]["slurm"] = list(submitted), dict(slurm)
+
+from audiocraft.environment import AudioCraftEnvironment
+results["audiocraft_partitions"] = AudioCraftEnvironment.get_slurm_partitions(["team", "global"])
+
+os.environ["MMD_GRID_PROFILE"] = "cpu"  # the same grids at CPU scale
+results["cpu_codecs"] = grid("mmd_codec_decoding", "--dry_run", "--init")
+results["cpu_finished_codec"] = finish_baseline()
+submitted.clear(), slurm.clear()
+results["cpu_lms"] = grid("mmd_musicgen")
+results["cpu_lms"]["submitted"], results["cpu_lms"]["slurm"] = list(submitted), dict(slurm)
+os.environ["MMD_GRID_PROFILE"] = "gpu"
+try:
+    grid("mmd_codec_decoding", "--dry_run")
+except ValueError as exc:
+    results["unknown_profile"] = str(exc)
+os.environ.pop("MMD_GRID_PROFILE")
 
 paper = main.get_xp(["solver=compression/encodec_mmd_musicgen_32khz"]).cfg
 pvq = main.get_xp(["solver=compression/encodec_mmd_musicgen_32khz", "model=encodec/encodec_pvq_nq4"]).cfg
@@ -146,6 +170,32 @@ def test_lms_wait_for_unfinished_codecs_and_are_scheduled_once_they_finish(grids
         waits = f"({xp['sig']}) waits for codec" in rerun["stdout"]
         assert waits == (xp["sig"] not in on_finished)
     assert "ready" in rerun["stdout"].split("Monitoring Grid", 1)[1]
+
+
+def test_paper_profile_asks_for_the_papers_gpus_by_default(grids):
+    for config in grids["rerun"]["slurm"].values():  # the LMs submitted above
+        assert config["gpus"] == 32 and config["partition"] == grids["audiocraft_partitions"]
+        assert config["mem_per_gpu"] == 40 and config["cpus_per_gpu"] == 10  # audiocraft's and Dora's defaults
+
+
+def test_cpu_profile_runs_the_same_grids_on_tiny_configs_and_one_cpu(grids):
+    paper, cpu = grids["mmd_codec_decoding"]["xps"], grids["cpu_codecs"]["xps"]
+    assert len(cpu) == len(paper) and not {xp["sig"] for xp in cpu} & {xp["sig"] for xp in paper}
+    for paper_xp, cpu_xp in zip(paper, cpu):  # same experiment, other base: the grid's own overrides carry over
+        assert "solver=compression/encodec_mmd_tiny" in cpu_xp["argv"]
+        assert "encodec.renormalize=false" in cpu_xp["argv"]  # MusicGen refuses renormalising codecs
+        assert set(paper_xp["argv"]) - set(cpu_xp["argv"]) == {
+            "solver=compression/encodec_mmd_musicgen_32khz", "dset=audio/mmd_music_32khz"}
+    lms = grids["cpu_lms"]
+    assert len(lms["submitted"]) == 2  # delay and flatten, on the finished CPU-scale baseline
+    assert all("fsdp.use=true" in xp["argv"] for xp in grids["mmd_musicgen"]["xps"])  # paper: FSDP on GPUs
+    for xp in lms["xps"]:
+        assert "solver=musicgen/musicgen_mmd_tiny" in xp["argv"] and "fsdp.use=true" not in xp["argv"]
+        assert codec_sig(xp["argv"]) in {x["sig"] for x in cpu}
+    for config in lms["slurm"].values():
+        assert (config["gpus"], config["cpus_per_gpu"], config["mem_per_gpu"], config["time"]) == (0, 1, 3, 15)
+        assert config["partition"] == grids["audiocraft_partitions"]
+    assert "MMD_GRID_PROFILE='gpu'" in grids["unknown_profile"] and "'cpu'" in grids["unknown_profile"]
 
 
 def test_paper_codec_config_composes_with_the_papers_settings(grids):

@@ -1,27 +1,21 @@
 """The paper's experiments as named override sets, imported by every grid.
 
 The LM grids find their codec XPs by signature, computed from these same definitions: a codec is defined
-once here, so the codec grids and the LM grids can never disagree on which XP is meant.
+once here, so the codec grids and the LM grids can never disagree on which XP is meant. What every XP starts
+from (solver, dataset, scale) and its SLURM resources come from the profile ($MMD_GRID_PROFILE, _profile.py).
 """
 from __future__ import annotations
 
 import os
 
-from audiocraft.environment import AudioCraftEnvironment
+from ._profile import current
 
-# Replace by your 32 kHz music dataset (the paper: 20k hours of licensed music). Changing it changes every sig.
-DSET = "audio/mmd_music_32khz"
-CODEC_SOLVER = "compression/encodec_mmd_musicgen_32khz"   # paper codec, MMD weight 1e3 by default
-LM_SOLVER = "musicgen/musicgen_base_32khz"                 # MusicGen-small, delay pattern
-CODEC_GPUS, LM_GPUS = 8, 32
-
-CODEC_BASE = {"solver": CODEC_SOLVER, "dset": DSET}
 NO_MMD = {"losses.inde": 0.0}
 MMD = {"losses.inde": 1000.0}  # the config's default, stated for readability (same signature)
 PVQ = {"model": "encodec/encodec_pvq_nq4"}
 PVQ_DROPOUT = {**PVQ, "pvq.hierarchical_dropout": True}
 
-# name -> overrides on top of CODEC_BASE
+# name -> overrides on top of the profile's codec base
 CODECS: dict[str, dict] = {
     "baseline": NO_MMD,                                                       # RVQ, no MMD
     "mmd_delay": MMD,                                                         # RVQ + MMD on delayed codes
@@ -35,11 +29,6 @@ CODECS: dict[str, dict] = {
 # Fine-tuning source: a pretrained codec, or //sig/SIG of one of your codec XPs (changes the fine-tune sigs).
 FINETUNE_FROM = os.environ.get("MMD_FINETUNE_FROM", "//pretrained/facebook/encodec_32khz")
 
-# MusicGen-small as audiocraft's musicgen_base_32khz grid runs it (FSDP, no autocast), plus what the paper
-# states differently: AdamW (audiocraft's own AdamW learning rate) and a 0.2 condition dropout.
-LM_BASE = {"solver": LM_SOLVER, "dset": DSET}
-LM_FSDP = {"autocast": False, "fsdp.use": True}
-LM_PAPER = {"optim.optimizer": "adamw", "optim.lr": 1e-4, "classifier_free_guidance.training_dropout": 0.2}
 FLATTEN = {"codebooks_pattern.modeling": "unroll"}  # flattening [0, 1, 2, 3], one code per step
 
 # Table 2: LM name -> (codec name, LM overrides)
@@ -58,20 +47,18 @@ QUANTIZER_LMS: dict[str, tuple[str, dict]] = {
 
 
 def codec_overrides(name: str) -> list[dict]:
-    """The overrides of codec `name`, exactly as the codec grids launch it."""
+    """The overrides of codec `name`, exactly as the codec grids launch it (in the current profile)."""
     if name not in CODECS:
         raise ValueError(f"codec {name!r}: expected one of {sorted(CODECS)}")
-    return [CODEC_BASE, CODECS[name]]
-
-
-def partitions() -> str:
-    return AudioCraftEnvironment.get_slurm_partitions(["team", "global"])
+    return [current().codec, CODECS[name]]
 
 
 def codec_launcher(launcher):
-    """The codec grids' launcher: 8 GPUs like audiocraft's encodec grids, the paper's codec config bound."""
-    launcher.slurm_(gpus=CODEC_GPUS, partition=partitions())
-    return launcher.bind_(CODEC_BASE)
+    """The codec grids' launcher: the profile's resources (paper: 8 GPUs like audiocraft's encodec grids) and
+    codec base bound."""
+    profile = current()
+    launcher.slurm_(**profile.codec_slurm)
+    return launcher.bind_(profile.codec)
 
 
 def launch_codecs(launcher, names) -> None:
@@ -83,6 +70,8 @@ def launch_codecs(launcher, names) -> None:
 
 
 def lm_launcher(launcher):
-    """The LM grids' launcher: 32 GPUs like audiocraft's MusicGen-small, the LM config bound."""
-    launcher.slurm_(gpus=LM_GPUS, partition=partitions())
-    return launcher.bind_(LM_BASE, LM_FSDP, LM_PAPER)
+    """The LM grids' launcher: the profile's resources (paper: 32 GPUs like audiocraft's MusicGen-small) and
+    LM base bound."""
+    profile = current()
+    launcher.slurm_(**profile.lm_slurm)
+    return launcher.bind_(*profile.lm)
