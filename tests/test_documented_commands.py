@@ -32,6 +32,9 @@ SETUP = "make setup: scripts/setup_env.sh installs both packages the same way (e
 DEMO_QUICK = "CI: .ci/run runs `make demo-quick`, this target with --quick"
 DDP = "tests/test_distributed.py::test_two_process_training_run"
 TINY_CODEC = "tests/conftest.py::trained_codec"
+# The one-node SLURM walkthrough: tests/test_slurm_cluster.py runs the same script actions and `dora grid` calls
+# (MMD_GRID_PROFILE=cpu, --no_git_save, -i, -C) on a cluster of its own (state dir, ports), not this text as is.
+SLURM = "tests/test_slurm_cluster.py: the same actions and grids, on the test's own cluster"
 
 EXPORT_SNIPPET = "\n".join([
     "python -c ",
@@ -60,6 +63,12 @@ TABLE = {
         "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint]": RUN,
         "dora -P mmd_audiocraft run -d --ddp_workers 2 solver=compression/encodec_mmd_tiny losses.inde=1000 "
         "inde.global=true optim.epochs=1 optim.updates_per_epoch=2": DDP,
+        "sudo scripts/slurm_cluster.sh start": SLURM,
+        "export SLURM_CONF=/tmp/mmd-slurm/etc/slurm.conf": SLURM,
+        "export MMD_GRID_PROFILE=cpu AUDIOCRAFT_DORA_DIR=/tmp/mmd/dora": SLURM,
+        "dora -P mmd_audiocraft grid mmd_codec_decoding --no_git_save -i 0.1": SLURM,
+        "dora -P mmd_audiocraft grid mmd_musicgen --no_git_save -i 0.1": SLURM,
+        "sudo scripts/slurm_cluster.sh stop": SLURM,
     },
     "examples/cluster_walkthrough.md": {
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
@@ -85,6 +94,17 @@ TABLE = {
         "dora -P mmd_audiocraft info solver=compression/encodec_mmd_tiny losses.inde=1000 "
         "encodec.renormalize=false": IN_PROCESS,
         "dora -P mmd_audiocraft run solver=musicgen/musicgen_mmd_tiny compression_model_checkpoint=//sig/SIG": DRY,
+        "scripts/slurm_cluster.sh start": SLURM,
+        "eval $(scripts/slurm_cluster.sh env)": SLURM,
+        "export MMD_GRID_PROFILE=cpu AUDIOCRAFT_DORA_DIR=/tmp/mmd/dora HF_HUB_OFFLINE=1": SLURM,
+        "python -m mmd_audiocraft.demo.corpus --quick": SLURM,
+        "export MMD_AUDIOCRAFT_CORPUS=~/.cache/mmd-audiocraft/corpus/quick": SLURM,
+        "dora -P mmd_audiocraft grid mmd_codec_decoding --no_git_save -i 0.1": SLURM,
+        "dora -P mmd_audiocraft grid mmd_musicgen --no_git_save --no_monitoring": SLURM,
+        "dora -P mmd_audiocraft grid mmd_musicgen --no_git_save -i 0.1": SLURM,
+        "dora -P mmd_audiocraft grid mmd_musicgen unroll --no_git_save -C": SLURM,
+        "scripts/slurm_cluster.sh status": SLURM,
+        "scripts/slurm_cluster.sh stop": SLURM,
     },
     "examples/finetune_existing_codec.md": {
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
@@ -93,7 +113,7 @@ TABLE = {
         EXPORT_SNIPPET: IN_PROCESS,
         f"{FT} continue_from=//pretrained//data/codecs/mine/compression_state_dict.bin": DRY,
         f"{FT} continue_from=//pretrained/facebook/encodec_32khz": DRY,
-        "python -m mmd_audiocraft.corpus --out /tmp/ft/corpus --quick": RUN,
+        "python -m mmd_audiocraft.demo.corpus --out /tmp/ft/corpus --quick": RUN,
         "export HF_HUB_OFFLINE=1 AUDIOCRAFT_DORA_DIR=/tmp/ft/dora MMD_AUDIOCRAFT_CORPUS=/tmp/ft/corpus/quick": RUN,
         "TINY=solver=compression/encodec_mmd_tiny optim.epochs=1 optim.updates_per_epoch=5 evaluate.every=1": RUN,
         "dora -P mmd_audiocraft run $TINY": RUN,
