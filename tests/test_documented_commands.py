@@ -35,7 +35,7 @@ TINY_CODEC = "tests/conftest.py::trained_codec"
 
 EXPORT_SNIPPET = "\n".join([
     "python -c ",
-    "from mmd_audiocraft.checkpoint_loading import trusting_torch_load   # torch >= 2.6: trust your own file",
+    "from mmd_audiocraft.plugin import trusting_torch_load   # torch >= 2.6: trust your own file",
     "from audiocraft.utils.export import export_encodec",
     "with trusting_torch_load():",
     "    export_encodec('/checkpoint/me/mmd/xps/SIG/checkpoint.th', '/data/codecs/mine/compression_state_dict.bin')",
