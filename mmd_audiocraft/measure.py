@@ -233,6 +233,10 @@ def measure(model: str, data: str | Path, *, pattern: str = "delay", max_frames:
     _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles)
     device = _check_device(device)
     manifest, files = read_manifest(data)
+    from .plugin import install_quantizers, prepare_process
+
+    prepare_process()
+    install_quantizers()  # codecs with our quantizers (pvq)
     loaded = load_compression_model(model, device=device, trust_checkpoint=trust_checkpoint)
     result = measure_model(loaded, files, pattern=pattern, max_frames=max_frames, batch_size=batch_size,
                            segment_seconds=segment_seconds, device=device, mmd_rows=mmd_rows,

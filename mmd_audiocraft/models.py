@@ -7,6 +7,8 @@ wrong file (an LM checkpoint, a file that is no checkpoint, an XP folder without
 `ModelLoadError` instead of an assertion deep inside audiocraft. Plain paths are checked before audiocraft is
 imported, so they fail fast; a Hugging Face name with HF_HUB_OFFLINE set must be in the local cache. Used by
 `mmd-audiocraft measure --model` and by the training preflight (`continue_from`, `compression_model_checkpoint`).
+The process must be set up first (`mmd_audiocraft.plugin.prepare_process` and `install_quantizers`, for PVQ
+codecs and OmegaConf in weights-only loads): `measure()` and the demo do it; the Dora main has done it.
 """
 from __future__ import annotations
 
@@ -49,9 +51,6 @@ def _torch_load(path: Path, label: str, trust: bool):
     """
     import torch
 
-    from .environment import allow_audiocraft_checkpoints
-
-    allow_audiocraft_checkpoints()
     try:
         return torch.load(path, map_location="cpu", **({"weights_only": False} if trust else {}))
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, ImportError) as exc:
@@ -117,11 +116,6 @@ def _model_state(state, label: str, path: Path) -> tuple[dict, str]:
 
 def _build(cfg, model_state: dict, device: str, label: str, path: Path):
     """audiocraft's builder on the stored config, with the plugin's quantizers registered."""
-    from .environment import prepare_environment
-    from .solvers import install_solver_selection
-
-    prepare_environment()
-    install_solver_selection()
     from audiocraft.models import builders
 
     cfg = cfg.copy()
@@ -145,9 +139,6 @@ def _resolve_path(spec: str, label: str) -> Path:
         sig = spec[len(SIG_PREFIX):].strip("/")
         if not sig:
             raise ModelLoadError(f"{label}: expected //sig/SIG with an XP signature")
-        from .environment import prepare_environment
-
-        prepare_environment()
         from audiocraft.utils import checkpoint
 
         resolved = checkpoint.resolve_checkpoint_path(spec, use_fsdp=False)
@@ -195,9 +186,6 @@ def _load_pretrained(spec: str, label: str, device: str, trust: bool) -> LoadedM
     if local.is_absolute() or name.startswith(("~", ".")):
         raise ModelLoadError(f"{label}: no such file or folder {local} (expected an exported "
                              f"{EXPORTED_NAME}, or the folder holding one)")
-    from .environment import prepare_environment
-
-    prepare_environment()
     if name.startswith("dac_") and importlib.util.find_spec("dac") is None:
         raise ModelLoadError(f"{label}: {name} needs the descript-audio-codec package (import dac)")
     if name not in BUILTIN_PRETRAINED:

@@ -3,28 +3,23 @@
 audiocraft's config tree (plus ours, appended to its search path), audiocraft's own `main` body and Dora folder,
 so `//sig/SIG` resolves from either side; only the solver selection is extended, from outside.
 """
-from .environment import audiocraft_config_dir, login_name_fallback, prepare_environment
+from .plugin import audiocraft_config_dir, install_all, prepare_process
 
-prepare_environment()
-login_name_fallback()  # `dora grid` calls os.getlogin(), which fails without a terminal (CI, containers)
+prepare_process()  # USER, offline hub, os.getlogin: before audiocraft and Dora read them (plugin.py)
 
 from audiocraft import train as audiocraft_train  # noqa: E402
 from audiocraft.utils.cluster import get_slurm_parameters  # noqa: E402
 from dora import hydra_main  # noqa: E402
 
-from .checkpoint_loading import install_checkpoint_loading  # noqa: E402
-from .config_search_path import register_config_search_path  # noqa: E402
 from .distributed import init_distributed  # noqa: E402
-from .solvers import install_solver_selection  # noqa: E402
 from .solvers.preflight import ConfigError  # noqa: E402
 
-register_config_search_path()
+install_all()  # every seam (plugin.py): config search path, checkpoints, solver selection and preflight
 
 
 @hydra_main(config_path=str(audiocraft_config_dir()), config_name="mmd_config", version_base="1.1")
 def main(cfg):
-    install_checkpoint_loading()
-    install_solver_selection()
+    install_all()  # idempotent; a process that imported this module before audiocraft.train is covered too
     init_distributed(cfg.device)  # NCCL on CUDA, gloo otherwise (audiocraft's default needs GPUs)
     try:
         return audiocraft_train.main.main(cfg)

@@ -87,7 +87,7 @@ def seeded_solver(xp, build=None):
     import numpy as np
     import torch
 
-    from mmd_audiocraft.solvers import install_solver_selection
+    from mmd_audiocraft.plugin import install_solver_selection
     from mmd_audiocraft.train import audiocraft_train
 
     install_solver_selection()

@@ -106,7 +106,7 @@ def run_step(words: list[str]) -> str:
 
 
 def main() -> None:
-    from mmd_audiocraft.solvers import install_solver_selection
+    from mmd_audiocraft.plugin import install_solver_selection
 
     install_solver_selection()
     import dora.grid

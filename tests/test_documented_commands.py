@@ -38,7 +38,7 @@ SLURM = "tests/test_slurm_cluster.py: the same actions and grids, on the test's 
 
 EXPORT_SNIPPET = "\n".join([
     "python -c ",
-    "from mmd_audiocraft.checkpoint_loading import trusting_torch_load   # torch >= 2.6: trust your own file",
+    "from mmd_audiocraft.plugin import trusting_torch_load   # torch >= 2.6: trust your own file",
     "from audiocraft.utils.export import export_encodec",
     "with trusting_torch_load():",
     "    export_encodec('/checkpoint/me/mmd/xps/SIG/checkpoint.th', '/data/codecs/mine/compression_state_dict.bin')",

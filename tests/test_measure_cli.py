@@ -290,11 +290,9 @@ def independent_codes(trained_codec, tiny_corpus) -> tuple[list[np.ndarray], int
     import soundfile as sf
     from audiocraft.solvers.compression import CompressionSolver
 
-    from mmd_audiocraft.checkpoint_loading import trusting_torch_load
-    from mmd_audiocraft.environment import prepare_environment
-    from mmd_audiocraft.solvers import install_solver_selection
+    from mmd_audiocraft.plugin import install_solver_selection, prepare_process, trusting_torch_load
 
-    prepare_environment()
+    prepare_process()
     install_solver_selection()
     with trusting_torch_load():  # torch >= 2.6 cannot load training checkpoints weights-only
         model = CompressionSolver.model_from_checkpoint(trained_codec[1] / "checkpoint.th")
@@ -437,7 +435,7 @@ def test_exported_package_measures_like_its_checkpoint(trained_codec, fixture_ma
     training checkpoint it came from, hence the same report."""
     from audiocraft.utils.export import export_encodec
 
-    from mmd_audiocraft.checkpoint_loading import trusting_torch_load
+    from mmd_audiocraft.plugin import trusting_torch_load
 
     _, xp = trained_codec
     with trusting_torch_load():

@@ -38,7 +38,7 @@ def compose(tmp_path, tiny_corpus, monkeypatch):
 @pytest.fixture
 def build(compose, one_thread):
     """build(*overrides) -> the solver our main would build (restored, i.e. with continue_from loaded)."""
-    from mmd_audiocraft.solvers import install_solver_selection
+    from mmd_audiocraft.plugin import install_solver_selection
     from mmd_audiocraft.train import audiocraft_train
 
     install_solver_selection()
@@ -92,7 +92,7 @@ def sources(trained_codec, tmp_path, compose):
     """The shipped tiny codec's XP in every form a user can name it, plus its exported package."""
     from audiocraft.utils.export import export_encodec
 
-    from mmd_audiocraft.checkpoint_loading import trusting_torch_load
+    from mmd_audiocraft.plugin import trusting_torch_load
     from mmd_audiocraft.train import main
 
     _, xp = trained_codec
@@ -162,7 +162,7 @@ def test_a_resumed_xp_ignores_continue_from_like_audiocraft(build, compose, trai
 def test_lm_codec_forms_build_and_mistakes_name_the_key(build, trained_codec, lm_codec, tmp_path):
     from audiocraft.utils.export import export_encodec
 
-    from mmd_audiocraft.checkpoint_loading import trusting_torch_load
+    from mmd_audiocraft.plugin import trusting_torch_load
     from mmd_audiocraft.train import main
 
     _, good = lm_codec

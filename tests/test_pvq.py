@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mmd_audiocraft.capture import CodebookCapture
-from mmd_audiocraft.quantizers import install_quantizers
+from mmd_audiocraft.plugin import install_quantizers
 from mmd_audiocraft.quantizers.pvq import ProductVectorQuantizer
 
 from .conftest import ROOT, TINY, history, run_dora, xp_dirs
@@ -130,7 +130,7 @@ def test_bad_arguments_name_what_was_expected():
 
 def encodec_cfg(**overrides) -> OmegaConf:
     """audiocraft's encodec defaults + our PVQ model config, merged by hand (no Hydra), small SEANet."""
-    from mmd_audiocraft.environment import audiocraft_config_dir
+    from mmd_audiocraft.plugin import audiocraft_config_dir
 
     stock = OmegaConf.load(audiocraft_config_dir() / "model" / "encodec" / "default.yaml")
     ours = OmegaConf.load(ROOT / "mmd_audiocraft" / "config" / "model" / "encodec" / "encodec_pvq_nq4.yaml")
@@ -146,7 +146,8 @@ def test_audiocraft_builder_makes_pvq_from_config_and_keeps_rvq():
 
     install_quantizers()
     install_quantizers()  # idempotent: wraps the stock builder once
-    assert not getattr(builders.get_quantizer.__wrapped__, "_mmd_audiocraft", False)
+    stock = builders.get_quantizer.__mmd_audiocraft_wraps__  # plugin.wrap_once: what the wrapper replaced
+    assert not hasattr(stock, "__mmd_audiocraft_wraps__") and stock.__module__ == "audiocraft.models.builders"
     model = builders.get_compression_model(encodec_cfg())
     assert isinstance(model.quantizer, ProductVectorQuantizer)
     assert (model.quantizer.total_codebooks, model.quantizer.bins, model.quantizer.group_dim) == (4, 2048, 32)

@@ -61,7 +61,7 @@ def test_the_installed_wheel_composes_configs_runs_a_grid_dry_run_and_the_cli(tm
         assert proc.returncode == 0, f"{args}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
         return proc.stdout + proc.stderr
 
-    composed = run(python, "-c", "import mmd_audiocraft, mmd_audiocraft.environment as e\n"
+    composed = run(python, "-c", "import mmd_audiocraft, mmd_audiocraft.plugin as e\n"
                    "from mmd_audiocraft.train import main\n"
                    "xp = main.get_xp(['solver=compression/encodec_mmd_tiny', 'losses.inde=1000'])\n"
                    "print('COMPOSED', mmd_audiocraft.__file__, e.plugin_config_dir(), xp.cfg.inde.kernel, "

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..environment import prepare_environment
+from ..plugin import install_quantizers, prepare_process
 
 FULL = {"epochs": 8, "updates": 50}   # 400 updates: codebooks in use, reconstruction converging (calibration)
 QUICK = {"epochs": 2, "updates": 8}   # CI: every stage runs, numbers are not meaningful
@@ -125,6 +125,7 @@ def evaluate_codec(sig: str, test_manifest: Path, quick: bool) -> dict:
     from ..measure import measure_model
     from ..models import load_compression_model
 
+    install_quantizers()
     loaded = load_compression_model(f"//sig/{sig}")
     manifest, files = read_manifest(test_manifest)
     report = measure_model(loaded, files, pattern="delay", max_frames=20_000 if quick else None, progress=False)
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo_results.json"))
     args = parser.parse_args(argv)
     start = time.time()
-    prepare_environment()
+    prepare_process()
     from . import corpus
 
     _log("corpus: " + ("quick" if args.quick else "full") + " (built once, then cached)")
