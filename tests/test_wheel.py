@@ -4,6 +4,7 @@ CLI starts, all from the installed package."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,19 +23,33 @@ SHIPPED = ["mmd_audiocraft/config/mmd_config.yaml", "mmd_audiocraft/config/solve
            "mmd_audiocraft/grids/_paper.py", "mmd_audiocraft/demo/corpus_sources.json"]
 
 
-def build(kind: str, out) -> str:
-    """`setuptools.build_meta.build_<kind>` (the PEP 517 backend pyproject.toml names) into `out`."""
+def source_copy(dest):
+    """The checkout's files (tracked, and untracked but not ignored) in `dest`: a build of its own, with no
+    build/ left over from another (setuptools would ship stale modules from it)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def build(kind: str, src, out) -> str:
+    """`setuptools.build_meta.build_<kind>` (the PEP 517 backend pyproject.toml names) of `src` into `out`."""
     code = f"from setuptools import build_meta; print(build_meta.build_{kind}({str(out)!r}))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True, text=True, check=True)
     return proc.stdout.strip().splitlines()[-1]
 
 
 def test_the_installed_wheel_composes_configs_runs_a_grid_dry_run_and_the_cli(tmp_path):
-    dist = tmp_path / "dist"
-    wheel = dist / build("wheel", dist)
-    sdist = dist / build("sdist", dist)
+    dist, src = tmp_path / "dist", source_copy(tmp_path / "src")
+    wheel = dist / build("wheel", src, dist)
+    sdist = dist / build("sdist", src, dist)
     names = set(zipfile.ZipFile(wheel).namelist())
     assert [f for f in SHIPPED if f not in names] == []
+    modules = {n for n in names if n.startswith("mmd_audiocraft/") and n.endswith(".py")}
+    assert modules == {str(p.relative_to(ROOT)) for p in (ROOT / "mmd_audiocraft").rglob("*.py")}  # no stale one
     in_sdist = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
     assert [f for f in SHIPPED if f not in in_sdist] == []
 
