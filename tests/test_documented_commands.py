@@ -233,7 +233,7 @@ def test_readme_measure_on_the_readme_tiny_codec(tmp_path, tiny_corpus, trained_
 def test_finetune_example_cpu_check(tmp_path, tiny_corpus):
     """The example's 1-minute block, as written: its corpus command finds the corpus ready (no network in
     tests: the fixture, marked as the quick corpus; tests/test_corpus.py builds one from local packages)."""
-    from mmd_audiocraft import corpus
+    from mmd_audiocraft.demo import corpus
 
     quick = tmp_path / "ft" / "corpus" / "quick"
     for sample_rate in corpus.DEFAULT_SAMPLE_RATES:
