@@ -78,6 +78,19 @@ def lm_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
 
 
 # -- solvers built in this process ------------------------------------------------------------------------
+@pytest.fixture
+def compose(tmp_path, tiny_corpus, monkeypatch):
+    """compose(*overrides) -> the XP `dora -P mmd_audiocraft run overrides` would run, in a fresh Dora dir, on
+    the fixture corpus."""
+    monkeypatch.setenv("MMD_AUDIOCRAFT_CORPUS", str(tiny_corpus))
+    from mmd_audiocraft.train import audiocraft_train, main  # ours first: it sets up what audiocraft's reads
+
+    dora_dir = tmp_path / "dora"
+    monkeypatch.setattr(main.dora, "dir", dora_dir)
+    monkeypatch.setattr(audiocraft_train.main.dora, "dir", dora_dir)
+    return lambda *overrides: main.get_xp(list(overrides))
+
+
 def seeded_solver(xp, build=None):
     """The solver of a composed Dora XP, built in this process after seeding torch, random and numpy with 0.
 

@@ -24,18 +24,6 @@ LM = ["solver=musicgen/musicgen_mmd_tiny"]
 
 
 @pytest.fixture
-def compose(tmp_path, tiny_corpus, monkeypatch):
-    """compose(*overrides) -> the XP `dora -P mmd_audiocraft run overrides` would run, in a fresh Dora dir."""
-    monkeypatch.setenv("MMD_AUDIOCRAFT_CORPUS", str(tiny_corpus))
-    from mmd_audiocraft.train import audiocraft_train, main
-
-    dora_dir = tmp_path / "dora"
-    monkeypatch.setattr(main.dora, "dir", dora_dir)
-    monkeypatch.setattr(audiocraft_train.main.dora, "dir", dora_dir)
-    return lambda *overrides: main.get_xp(list(overrides))
-
-
-@pytest.fixture
 def build(compose, one_thread):
     """build(*overrides) -> the solver our main would build (restored, i.e. with continue_from loaded)."""
     from mmd_audiocraft.plugin import install_solver_selection

@@ -32,25 +32,9 @@ SMALL = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "d
 
 
 @pytest.fixture
-def compose(tmp_path, tiny_corpus, monkeypatch):
-    """compose(*overrides) -> the XP that `dora -P mmd_audiocraft run SMALL overrides` would run."""
-    monkeypatch.setenv("MMD_AUDIOCRAFT_CORPUS", str(tiny_corpus))
-    from mmd_audiocraft.train import audiocraft_train, main  # ours first: it sets up what audiocraft's reads
-
-    dora_dir = tmp_path / "dora"
-    monkeypatch.setattr(main.dora, "dir", dora_dir)
-    monkeypatch.setattr(audiocraft_train.main.dora, "dir", dora_dir)
-
-    def _compose(*overrides: str):
-        return main.get_xp([*SMALL, *overrides])
-
-    return _compose
-
-
-@pytest.fixture
 def build(compose, one_thread):
     """build(*overrides) -> a freshly seeded MMDCompressionSolver, as our Dora main builds it."""
-    return lambda *overrides: seeded_solver(compose(*overrides))
+    return lambda *overrides: seeded_solver(compose(*SMALL, *overrides))
 
 
 @contextlib.contextmanager
