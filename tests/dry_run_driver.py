@@ -106,9 +106,10 @@ def run_step(words: list[str]) -> str:
 
 
 def main() -> None:
-    from mmd_audiocraft.plugin import install_solver_selection
+    from mmd_audiocraft.plugin import install_all
+    from mmd_audiocraft.train import main as _  # noqa: F401  (our main's setup: config path, Dora dir)
 
-    install_solver_selection()
+    install_all()  # what our Dora main installs before audiocraft's main runs (checkpoints trusted included)
     import dora.grid
     import dora.shep
 
