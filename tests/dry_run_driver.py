@@ -106,9 +106,12 @@ def run_step(words: list[str]) -> str:
 
 
 def main() -> None:
+    from mmd_audiocraft.checkpoint_loading import install_checkpoint_loading
     from mmd_audiocraft.solvers import install_solver_selection
+    from mmd_audiocraft.train import main as _  # noqa: F401  (our main's setup: config path, Dora dir)
 
-    install_solver_selection()
+    install_solver_selection()  # what our Dora main installs before audiocraft's main runs
+    install_checkpoint_loading()
     import dora.grid
     import dora.shep
 

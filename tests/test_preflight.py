@@ -38,10 +38,12 @@ def compose(tmp_path, tiny_corpus, monkeypatch):
 @pytest.fixture
 def build(compose, one_thread):
     """build(*overrides) -> the solver our main would build (restored, i.e. with continue_from loaded)."""
+    from mmd_audiocraft.checkpoint_loading import install_checkpoint_loading
     from mmd_audiocraft.solvers import install_solver_selection
     from mmd_audiocraft.train import audiocraft_train
 
     install_solver_selection()
+    install_checkpoint_loading()  # as our main does: audiocraft's checkpoints on torch >= 2.6
 
     def _build(*overrides):
         xp = compose(*overrides)
