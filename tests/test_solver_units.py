@@ -517,7 +517,8 @@ def test_guard_on_real_training_quiet_when_healthy_warns_on_a_forced_collapse(bu
     level = np.array([[m[f"usage_entropy_q{k}"] for k in range(4)] for m in steps[-5:]]).mean(0)
 
     checkpoint = tmp_path / "healthy.th"
-    torch.save({"best_state": {"model": healthy.model.state_dict()}}, checkpoint)  # what continue_from reads
+    torch.save({"best_state": {"model": healthy.model.state_dict()}, "xp.cfg": healthy.cfg}, checkpoint)  # what
+    # continue_from reads (and the preflight checks: a training checkpoint with its config)
     solver = build("losses.inde=1", "inde.grad_ratio=1", "optim.lr=0.01", "inde.guard.ema_decay=0.8",
                    "inde.guard.min_drop_bits=0.5", f"continue_from={checkpoint}", "dataset.train.num_samples=80")
     assert solver.inde_state.guard.warmup_steps == 0
