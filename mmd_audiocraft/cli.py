@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--trust-checkpoint", action="store_true", default=None,
                    help="unpickle MODEL fully (torch.load weights_only=False): only for files you trust; torch "
                         ">= 2.6 needs it for audiocraft training checkpoints (//sig/ is trusted by default)")
+    m.add_argument("--gap", action="store_true",
+                   help="also estimate the factorization gap: bits per step the pattern's parallel prediction "
+                        "loses (trains small predictors on the codes, split 3/1/1 by segment: minutes on CPU)")
+    m.add_argument("--gap-seeds", type=_positive_int, default=2, metavar="N",
+                   help="predictor seeds for the gap's spread (default 2)")
     m.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     m.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
     m.set_defaults(handler=_run_measure)
@@ -75,13 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_measure(args: argparse.Namespace) -> int:
     from .measure import measure, write_json
     from .measure_table import format_table
+    from .metrics.factorization_gap import GapOptions
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UserError("--plot needs matplotlib (pip install 'mmd-audiocraft[plot]')")
     result = measure(args.model, args.data, pattern=args.pattern, max_frames=args.max_frames,
                      batch_size=args.batch_size, segment_seconds=args.segment, device=args.device,
                      mmd_rows=args.mmd_rows, null_shuffles=args.null_shuffles, seed=args.seed,
-                     progress=False if args.no_progress else None, trust_checkpoint=args.trust_checkpoint)
+                     progress=False if args.no_progress else None, trust_checkpoint=args.trust_checkpoint,
+                     gap=GapOptions(seeds=tuple(range(args.gap_seeds))) if args.gap else None)
     print(format_table(result), flush=True)
     if args.json:
         print(f"wrote {write_json(result, args.json)}", file=sys.stderr)

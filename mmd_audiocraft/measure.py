@@ -17,6 +17,9 @@ The result is a JSON-ready dict: `independence_report`'s keys (its `schema_versi
     max_frames        the --max-frames cap (null: none); n_frames <= max_frames
     mmd               {rows, kernel, bandwidths, bandwidth_mode, seed, disjoint, paper, note}: MMD^2 of a
                       uniform sample of `rows` vector tuples; null values when unavailable (reason in note)
+    factorization_gap (with gap=GapOptions) `metrics.factorization_gap`'s dict, predictors fitted and scored on
+                      the segments split by index (`split_by_index`: 3 of 5 fit, 1 valid, 1 test), or the
+                      codes given as `gap_fit`/`gap_valid` (then every measured segment is the test split)
 """
 from __future__ import annotations
 
@@ -32,13 +35,14 @@ import torch
 from .kernels import DEFAULT_BANDWIDTHS
 from .manifest import AudioFile, ManifestError, Segment, plan_segments, read_manifest, read_segment
 from .metrics import CodeCounts, codes_to_rows, independence_report
+from .metrics.factorization_gap import GapOptions, factorization_gap, split_by_index
 from .models import LoadedModel, ModelLoadError, load_compression_model
 from .patterns import min_frames as pattern_min_frames
 from .sampling import VectorSample
 
 __all__ = ["MEASURE_SCHEMA", "PATTERNS", "MeasureInputError", "AudioFile", "Segment", "read_manifest",
            "plan_segments", "read_segment", "VectorSample", "measure_model", "measure", "write_json",
-           "ModelLoadError"]
+           "ModelLoadError", "encode_files", "gap_report"]
 
 MEASURE_SCHEMA = "mmd-audiocraft/measure/1"
 PATTERNS = ("delay", "parallel")
@@ -138,8 +142,14 @@ def _check_device(device: str) -> str:
 def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: str = "delay",
                   max_frames: int | None = None, batch_size: int = 8, segment_seconds: float = 10.0,
                   device: str = "cpu", mmd_rows: int = 4096, null_shuffles: int = 3, seed: int = 0,
-                  progress: bool | None = None) -> dict:
-    """Stream `files` through the loaded codec and return the measurement dict (see module docstring)."""
+                  progress: bool | None = None, gap: GapOptions | None = None, gap_fit=None,
+                  gap_valid=None) -> dict:
+    """Stream `files` through the loaded codec and return the measurement dict (see module docstring).
+
+    With `gap`, the measured segments' codes are kept (int16, about 4 MB per hour of 50 Hz x 4 codes) for the
+    factorization gap; `gap_fit`/`gap_valid` are codes ([B, K, T] arrays or lists, e.g. from `encode_files`)
+    of other splits to fit the predictors on.
+    """
     from tqdm import tqdm
 
     _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles)
@@ -157,6 +167,7 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
     sample = VectorSample(mmd_rows, seed)
     mmd_note = None
     stats = {"n_segments": 0, "skipped_segments": 0, "audio_samples": 0, "n_codec_frames": 0}
+    kept_codes: list[np.ndarray] = []
     bar = tqdm(total=len(segments), unit="seg", desc="encoding", file=sys.stderr,
                disable=None if progress is None else not progress, dynamic_ncols=True)
 
@@ -171,6 +182,8 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
         if max_frames is not None:
             rows = rows[: int(max_frames) - counts.n_frames]
         counts.update(rows)
+        if gap is not None:
+            kept_codes.extend(codes.cpu().numpy().astype(np.int16)[:, None])
         if vectors is not None:
             from .patterns import group_rows
 
@@ -219,13 +232,61 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
         mmd=mmd_estimates(sample, seed, mmd_note) if mmd_rows > 0 else
         {**mmd_estimates(VectorSample(0), seed), "note": "skipped (--mmd-rows 0)"},
     )
+    if gap is not None:
+        result["factorization_gap"] = gap_report(kept_codes, bins, pattern, gap, gap_fit, gap_valid, progress)
     return result
+
+
+def gap_report(codes: list, bins: int, pattern: str, options: GapOptions, fit=None, valid=None,
+               progress: bool | None = None) -> dict:
+    """`factorization_gap` of the measured codes (one [1, K, T] array per segment), with a progress bar."""
+    from tqdm import tqdm
+
+    if fit is None:
+        fit, valid, codes = split_by_index(codes)
+    k = codes[0].shape[1]
+    with tqdm(total=len(options.seeds) * (k - 1) * 2, unit="predictor", desc="factorization gap", file=sys.stderr,
+              disable=None if progress is None else not progress, dynamic_ncols=True) as bar:
+        def told(msg: str) -> None:
+            bar.set_postfix_str(msg, refresh=False)
+            bar.update(1)
+
+        return factorization_gap(fit, codes, bins, valid=valid, pattern=pattern, options=options, progress=told)
+
+
+def encode_files(loaded: LoadedModel, files: Sequence[AudioFile], *, segment_seconds: float = 10.0,
+                 max_seconds: float | None = None, batch_size: int = 8, device: str = "cpu",
+                 desc: str = "encoding", progress: bool | None = None) -> list[np.ndarray]:
+    """Codes of `files` in fixed segments: a list of int16 arrays [1, K, T] (one per segment, file order), up to
+    `max_seconds` of audio. For the factorization gap's fit and validation splits."""
+    from tqdm import tqdm
+
+    model = loaded.model
+    sr, channels = int(model.sample_rate), int(model.channels)
+    K, bins = int(model.num_codebooks), int(model.cardinality)
+    segments = plan_segments(files, segment_seconds)
+    out: list[np.ndarray] = []
+    seconds = 0.0
+    with tqdm(total=len(segments), unit="seg", desc=desc, file=sys.stderr, dynamic_ncols=True,
+              disable=None if progress is None else not progress) as bar:
+        for seg in segments:
+            wav = read_segment(seg, sr, channels)
+            bar.update(1)
+            if wav.shape[-1] < sr:  # tails under a second
+                continue
+            with torch.no_grad():
+                codes = check_encoded_codes(model.encode(wav[None].to(device)), 1, K, bins)
+            out.append(codes.cpu().numpy().astype(np.int16))
+            seconds += wav.shape[-1] / sr
+            if max_seconds is not None and seconds >= max_seconds:
+                break
+    return out
 
 
 def measure(model: str, data: str | Path, *, pattern: str = "delay", max_frames: int | None = None,
             batch_size: int = 8, segment_seconds: float = 10.0, device: str = "cpu", mmd_rows: int = 4096,
             null_shuffles: int = 3, seed: int = 0, progress: bool | None = None,
-            trust_checkpoint: bool | None = None) -> dict:
+            trust_checkpoint: bool | None = None, gap: GapOptions | None = None) -> dict:
     """Load MODEL, read the manifest DATA and measure; bad input raises MeasureInputError/ModelLoadError.
 
     Options and data are checked before the model is loaded, so mistakes fail in a second.
@@ -240,7 +301,7 @@ def measure(model: str, data: str | Path, *, pattern: str = "delay", max_frames:
     loaded = load_compression_model(model, device=device, trust_checkpoint=trust_checkpoint)
     result = measure_model(loaded, files, pattern=pattern, max_frames=max_frames, batch_size=batch_size,
                            segment_seconds=segment_seconds, device=device, mmd_rows=mmd_rows,
-                           null_shuffles=null_shuffles, seed=seed, progress=progress)
+                           null_shuffles=null_shuffles, seed=seed, progress=progress, gap=gap)
     result["data"] = str(manifest.resolve())
     return result
 

@@ -64,6 +64,15 @@ def format_table(result: dict) -> str:
     if mmd.get("note"):
         lines.append(f"  note: {mmd['note']}")
 
+    gap = result.get("factorization_gap")
+    if gap:
+        per = " ".join(f"{b:+.3f}" for b in gap["per_codebook_bits"])
+        lines += ["", f"Factorization gap of the {gap['pattern']} pattern (bits per step; what predicting a step's "
+                      "codes in parallel loses, given the past)",
+                  f"  total {gap['total_bits']:.4f} +- {gap['spread_bits']:.4f} (std over {len(gap['seeds'])} "
+                  f"seeds); per codebook {per}; {gap['test_steps']} test steps, {gap['context_steps']} steps "
+                  "of context"]
+
     worst = max([p["joint_distinct_fraction"] for p in result["pairwise"]] + [0.0])
     if tc["joint_distinct_fraction"] > 0.5 or worst > 0.5:
         lines += ["", f"WARNING: saturated joint histograms (distinct tuples / tuples: pairs up to {worst:.2f}, "

@@ -17,10 +17,18 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+from ..metrics.factorization_gap import GapOptions
 from ..plugin import install_quantizers, prepare_process
 
+GAP_FIT_SECONDS = {"full": 1200.0, "quick": 60.0}  # train audio the gap's predictors fit on
+RECOMMENDED_SOLVER = "compression/encodec_mmd_tiny_recommended"
+LM_FULL = {"epochs": 4, "updates": 100}
+LM_QUICK = {"epochs": 1, "updates": 4}
+GAP_FULL = GapOptions(seeds=(0, 1), hidden=128, max_steps=60_000)
+GAP_QUICK = GapOptions(seeds=(0,), hidden=32, max_epochs=3, max_steps=5_000)
 FULL = {"epochs": 8, "updates": 50}   # 400 updates: codebooks in use, reconstruction converging (calibration)
 QUICK = {"epochs": 2, "updates": 8}   # CI: every stage runs, numbers are not meaningful
 SEED = 42
@@ -34,40 +42,44 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("MMD_AUDIOCRAFT_CACHE", Path.home() / ".cache" / "mmd-audiocraft"))
 
 
-def codec_runs(weights: list[float], grad_ratio: float | None) -> dict[str, list[str]]:
-    """Name -> the overrides that differ between the demo's codecs."""
-    runs = {f"inde={w:g}": [f"losses.inde={w:g}"] for w in weights}
-    if grad_ratio is not None:
-        runs[f"grad_ratio={grad_ratio:g}"] = ["losses.inde=1000", f"inde.grad_ratio={grad_ratio:g}"]
-    return runs
-
-
-def common_args(budget: dict) -> list[str]:
+def common_args(budget: dict, seed: int = SEED) -> list[str]:
+    """Overrides every demo codec shares. renormalize=false: audiocraft's LMs refuse codecs that rescale their
+    input, and every demo codec feeds a tiny LM (the corpus is peak-normalised per track)."""
     epochs = budget["epochs"]
-    return ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", f"seed={SEED}",
-            f"optim.epochs={epochs}", f"optim.updates_per_epoch={budget['updates']}",
+    return ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", f"seed={seed}",
+            "encodec.renormalize=false", f"optim.epochs={epochs}", f"optim.updates_per_epoch={budget['updates']}",
             f"dataset.train.num_samples={16 * budget['updates']}", f"evaluate.every={epochs}",
             f"generate.every={epochs}", "dataset.evaluate.num_samples=16"]
 
 
-def train_all(runs: dict[str, list[str]], base: list[str], env: dict) -> dict[str, str]:
-    """Train every codec in parallel subprocesses (one thread each); returns name -> XP signature."""
+def train_all(runs: dict[str, list[str]], env: dict, desc: str = "training") -> dict[str, str]:
+    """Train every codec (name -> its full `dora run` overrides) in parallel subprocesses, one thread each, with
+    a progress bar over their epochs; returns name -> XP signature. A finished XP only reloads (seconds)."""
+    from tqdm import tqdm
+
     from ..train import main  # after the environment variables: it reads the Dora dir at import
 
-    sigs = {name: main.get_xp(base + extra).sig for name, extra in runs.items()}
-    procs, logs = {}, {}
-    for name, extra in runs.items():
+    sigs = {name: main.get_xp(args).sig for name, args in runs.items()}
+    procs, logs, done = {}, {}, {}
+    epochs = {n: int(next(a for a in args if a.startswith("optim.epochs=")).split("=")[1]) for n, args in runs.items()}
+    for name, args in runs.items():
         xp_dir = main.dora.dir / "xps" / sigs[name]
         xp_dir.mkdir(parents=True, exist_ok=True)
         logs[name] = xp_dir / "demo_train.log"
-        cmd = [sys.executable, "-m", "dora", "-P", "mmd_audiocraft", "run", *base, *extra]
+        cmd = [sys.executable, "-m", "dora", "-P", "mmd_audiocraft", "run", *args]
         procs[name] = subprocess.Popen(cmd, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
-        _log(f"training codec {name} (XP {sigs[name]}), log: {logs[name]}")
-    epochs = int(next(a for a in base if a.startswith("optim.epochs=")).split("=")[1])
-    while any(p.poll() is None for p in procs.values()):
-        time.sleep(15)
-        status = ", ".join(f"{n}: epoch {_epochs_done(main.dora.dir / 'xps' / sigs[n])}/{epochs}" for n in runs)
-        _log(f"training... {status}")
+        done[name] = _epochs_done(xp_dir)
+        _log(f"codec {name}: XP {sigs[name]}, log {logs[name]}")
+    with tqdm(total=sum(epochs.values()), initial=sum(done.values()), unit="epoch", desc=desc,
+              dynamic_ncols=True) as bar:
+        while any(p.poll() is None for p in procs.values()):
+            time.sleep(2)
+            for name in runs:
+                now = _epochs_done(main.dora.dir / "xps" / sigs[name])
+                if now > done[name]:
+                    bar.update(now - done[name])
+                    done[name] = now
+                    bar.set_postfix_str(f"{name}: epoch {now}/{epochs[name]}")
     failed = [n for n, p in procs.items() if p.returncode != 0]
     if failed:
         tails = "\n".join(f"--- {n}:\n" + logs[n].read_text()[-3000:] for n in failed)
@@ -119,58 +131,79 @@ def reconstruction(model, files, max_seconds: float, segment_seconds: float = 5.
             "seconds": round(seconds, 1)}
 
 
-def evaluate_codec(sig: str, test_manifest: Path, quick: bool) -> dict:
-    """Independence and reconstruction of one trained codec on the held-out split (the codec loaded once)."""
+def evaluate_codec(sig: str, manifests: Path, quick: bool, gap: GapOptions | None = None,
+                   split: str = "evaluate") -> dict:
+    """Independence, factorization gap and reconstruction of one trained codec on a held-out split of the
+    corpus (`manifests`/{train,valid,evaluate}); the gap's predictors fit on train codes, stop on valid ones."""
     from ..manifest import read_manifest
-    from ..measure import measure_model
+    from ..measure import encode_files, measure_model
     from ..models import load_compression_model
 
     install_quantizers()
     loaded = load_compression_model(f"//sig/{sig}")
-    manifest, files = read_manifest(test_manifest)
-    report = measure_model(loaded, files, pattern="delay", max_frames=20_000 if quick else None, progress=False)
+    manifest, files = read_manifest(manifests / split)
+    fit = valid = None
+    if gap is not None:
+        fit = encode_files(loaded, read_manifest(manifests / "train")[1], desc="encoding train (gap fit)",
+                           max_seconds=GAP_FIT_SECONDS["quick" if quick else "full"])
+        valid = encode_files(loaded, read_manifest(manifests / "valid")[1], desc="encoding valid (gap stop)",
+                             max_seconds=GAP_FIT_SECONDS["quick" if quick else "full"] / 4)
+    report = measure_model(loaded, files, pattern="delay", max_frames=20_000 if quick else None, gap=gap,
+                           gap_fit=fit, gap_valid=valid, progress=True)
     report["data"] = str(manifest.resolve())
-    return {"report": report, "mmd": report.get("mmd"),
+    return {"report": report, "mmd": report.get("mmd"), "gap": report.get("factorization_gap"),
             "reconstruction": reconstruction(loaded.model, files, max_seconds=60 if quick else 300)}
 
 
 def _row(label: str, values: list, fmt: str = "{:.3f}") -> str:
-    cells = [("-" if v is None else fmt.format(v)) for v in values]
-    return f"{label:<38}" + "".join(f"{c:>18}" for c in cells)
+    cells = [("-" if v is None else v if isinstance(v, str) else fmt.format(v)) for v in values]
+    return f"{label:<40}" + "".join(f"{c:>16}" for c in cells)
+
+
+def _information(record: dict | None, key: str = "corrected_bits", scale: float = 1.0):
+    """A corrected information value as shown: "saturated" when the joint histogram is (most tuples seen once),
+    "<= null" when the estimate is not above the shuffle-null (never a negative information value)."""
+    if not record or record.get(key) is None:
+        return None
+    if (record.get("joint_distinct_fraction") or 0) > 0.5:
+        return "saturated"
+    return "<= null" if record[key] <= 0 else record[key] * scale
 
 
 def print_table(results: dict[str, dict]) -> None:
     names = list(results)
     print("\n" + _row("", names, "{}"))
     get = lambda path: [_dig(results[n], path) for n in names]  # noqa: E731
-    lines = [
-        ("held-out MMD^2 (paper estimator)", ("mmd", "paper")),
-        ("held-out MMD^2 (disjoint, unbiased)", ("mmd", "disjoint")),
-        ("pair TC raw, % joint H (paper)", ("report", "protocol", "raw_pct_joint")),
-        ("pair TC shuffle-null, % joint H", ("report", "protocol", "null_pct_joint")),
-        ("pair TC corrected, % joint H", ("report", "protocol", "corrected_pct_joint")),
-        ("pair TC corrected, bits", ("report", "protocol", "corrected_bits")),
-        ("pair TC corrected, % sum marg. H", ("report", "protocol", "corrected_pct_marginal_sum")),
-    ]
-    for label, path in lines:
-        print(_row(label, get(path), "{:.4f}" if "MMD" in label else "{:.3f}"))
+    print(_row("held-out MMD^2 (paper / disjoint)", [
+        f"{_dig(results[n], ('mmd', 'paper')):.4f} / {_dig(results[n], ('mmd', 'disjoint')):.4f}"
+        if _dig(results[n], ("mmd", "disjoint")) is not None else None for n in names], "{}"))
+    print(_row("pair TC raw, % joint H (paper)", get(("report", "protocol", "raw_pct_joint"))))
+    print(_row("pair TC shuffle-null, % joint H", get(("report", "protocol", "null_pct_joint"))))
+    print(_row("pair TC corrected, % joint H", [_information(_dig(results[n], ("report", "protocol")),
+                                                             "corrected_pct_joint") for n in names]))
     k = len(_dig(results[names[0]], ("report", "usage")) or [])
-    saturated = False
     for q in range(k):
-        recs = [_dig(results[n], ("report", "each_vs_rest", q)) or {} for n in names]
-        saturated |= any((r.get("joint_distinct_fraction") or 0) > 0.5 for r in recs)
-        print(_row(f"I(z_{q}; rest) corrected, bits", [r.get("corrected_bits") for r in recs]))
+        print(_row(f"I(z_{q}; rest) corrected, bits",
+                   [_information(_dig(results[n], ("report", "each_vs_rest", q))) for n in names]))
     for q in range(k):
-        print(_row(f"codebook {q} entropy, bits", [_dig(results[n], ("report", "usage", q, "entropy_bits"))
-                                                    for n in names]))
+        print(_row(f"codebook {q} entropy, bits", get(("report", "usage", q, "entropy_bits"))))
+    print(_row("factorization gap, bits/step (delay)", [
+        f"{g['total_bits']:.3f} +- {g['spread_bits']:.3f}" if g else None for g in get(("gap",))], "{}"))
+    print(_row("  per codebook q1..q3", [" ".join(f"{b:.2f}" for b in g["per_codebook_bits"][1:]) if g else None
+                                         for g in get(("gap",))], "{}"))
     print(_row("train: |grad MMD| / |grad rec| at enc.", get(("training", "inde_grad_ratio")), "{:.3g}"))
-    print(_row("SI-SNR, dB (higher is better)", get(("reconstruction", "si_snr_db")), "{:.2f}"))
-    print(_row("log-mel L1 (lower is better)", get(("reconstruction", "log_mel_l1")), "{:.3f}"))
-    if saturated:
-        print("note: I(z_k; rest) needs the joint histogram of the other codebooks, which is saturated on this much\n"
-              "held-out audio (most tuples seen once: joint_distinct_fraction > 0.5 in the JSON); read the pairwise\n"
-              "numbers instead.")
-    print()
+    print(_row("log-mel L1 (lower is better)", get(("reconstruction", "log_mel_l1"))))
+    print(_row("SI-SNR, dB (meaningless at this size)", get(("reconstruction", "si_snr_db")), "{:.1f}"))
+    from .lm_chain import LM_PATTERNS
+
+    for pattern in LM_PATTERNS:
+        print(_row(f"tiny LM valid CE, bits/code ({pattern})", get(("lm", pattern, "ce_bits"))))
+    for pattern in LM_PATTERNS:
+        print(_row(f"sampling 10 s: steps / seconds ({pattern})", [
+            f"{c['steps']} / {c['seconds']:.1f}" if c else None for c in get(("lm", pattern, "sampling"))], "{}"))
+    print("\nsaturated: the joint histogram has mostly single tuples, the estimate says nothing; <= null: not above\n"
+          "the shuffle-null (no dependence detected). The factorization gap is what a delay-pattern LM loses by\n"
+          "predicting a step's codes in parallel (held-out, +- std over predictor seeds).\n")
 
 
 def _dig(obj, path):
@@ -184,17 +217,43 @@ def _dig(obj, path):
     return obj
 
 
+def codec_runs(budget: dict, seed: int) -> dict[str, list[str]]:
+    """The demo's three codecs: no loss, the paper's weight, and the recommended setting (its shipped config)."""
+    base = common_args(budget, seed)
+    recommended = [f"solver={RECOMMENDED_SOLVER}"] + base[1:]
+    return {"baseline": base + ["losses.inde=0"], "paper": base + ["losses.inde=1000"], "recommended": recommended}
+
+
+def train_lms(sigs: dict[str, str], budget: dict, seed: int, env: dict) -> dict[str, dict]:
+    """A tiny LM per pattern on the baseline's and the recommended codec's codes: valid CE and sampling cost."""
+    from ..train import main as dora_main
+    from .lm_chain import LM_PATTERNS, lm_args, sampling_cost, valid_cross_entropy
+
+    runs = {f"{codec} LM {pattern}": lm_args(sigs[codec], pattern, budget, seed)
+            for codec in ("baseline", "recommended") for pattern in LM_PATTERNS}
+    lm_sigs = train_all(runs, env, desc="training LMs")
+    out: dict[str, dict] = {}
+    for name, sig in lm_sigs.items():
+        codec, pattern = name.split(" LM ")
+        xp_dir = dora_main.dora.dir / "xps" / sig
+        out.setdefault(codec, {})[pattern] = {"xp": sig, **valid_cross_entropy(xp_dir),
+                                              "sampling": sampling_cost(xp_dir)}
+        _log(f"LM {name}: valid CE {out[codec][pattern]['ce_bits']:.3f} bits/code, 10 s sampled in "
+             f"{out[codec][pattern]['sampling']['seconds']:.1f} s ({out[codec][pattern]['sampling']['steps']} steps)")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mmd_audiocraft.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny budget and corpus, for CI (<= 3 min)")
     parser.add_argument("--fresh", action="store_true", help="retrain even if the demo's XPs exist")
-    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 1000.0])
-    parser.add_argument("--grad-ratio", type=float, default=None,
-                        help="also train a codec in the weight-free mode with this gradient ratio")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--no-lm", action="store_true", help="skip the codec -> tiny LM chain")
     parser.add_argument("--out", type=Path, default=Path("demo_results.json"))
     args = parser.parse_args(argv)
     start = time.time()
     prepare_process()
+    warnings.filterwarnings("ignore")  # Hydra's and torch's deprecation notices: the demo's output is its table
     from . import corpus
 
     _log("corpus: " + ("quick" if args.quick else "full") + " (built once, then cached)")
@@ -203,29 +262,33 @@ def main(argv=None) -> int:
     if args.fresh and demo_dir.exists():
         shutil.rmtree(demo_dir)
     env = dict(os.environ, MMD_AUDIOCRAFT_CORPUS=str(corpus_root), AUDIOCRAFT_DORA_DIR=str(demo_dir / "dora"),
-               HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+               HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), PYTHONWARNINGS="ignore")
     os.environ.update({k: env[k] for k in ("MMD_AUDIOCRAFT_CORPUS", "AUDIOCRAFT_DORA_DIR", "HF_HUB_OFFLINE")})
     budget = QUICK if args.quick else FULL
-    runs = codec_runs(args.weights, args.grad_ratio)
-    sigs = train_all(runs, common_args(budget), env)
-    _log(f"training done in {time.time() - start:.0f} s; measuring on the held-out split")
+    sigs = train_all(codec_runs(budget, args.seed), env, desc="training codecs")
+    _log(f"codecs trained in {time.time() - start:.0f} s")
+    lms = {} if args.no_lm else train_lms(sigs, LM_QUICK if args.quick else LM_FULL, args.seed, env)
 
     from ..train import main as dora_main
 
-    test_manifest = corpus_root / "music_16khz" / "evaluate"
     results = {}
+    gap = GAP_QUICK if args.quick else GAP_FULL
     for name, sig in sigs.items():
-        results[name] = evaluate_codec(sig, test_manifest, args.quick)
-        results[name]["training"] = training_summary(dora_main.dora.dir / "xps" / sig)
+        _log(f"measuring codec {name} on the held-out split")
+        xp_dir = dora_main.dora.dir / "xps" / sig
+        results[name] = evaluate_codec(sig, corpus_root / "music_16khz", args.quick, gap=gap)
+        results[name]["training"] = training_summary(xp_dir)
         results[name]["xp"] = sig
+        results[name]["lm"] = lms.get(name)
+        (xp_dir / "factorization_gap.json").write_text(json.dumps(results[name]["gap"], indent=2))
     print_table(results)
-    payload = {"budget": budget, "seed": SEED, "corpus": str(corpus_root), "quick": args.quick,
+    payload = {"budget": budget, "seed": args.seed, "corpus": str(corpus_root), "quick": args.quick,
                "seconds": round(time.time() - start, 1), "codecs": results}
     args.out.write_text(json.dumps(payload, indent=2))
-    from ..metrics import plot_each_vs_rest
+    from ..compare import compare
+    from ..compare_plot import plot_compare
 
-    plot = plot_each_vs_rest([r["report"] for r in results.values()], args.out.with_suffix(".png"),
-                             labels=list(results))
+    plot = plot_compare(compare([str(dora_main.dora.dir / "xps" / sig) for sig in sigs.values()]),
+                        args.out.with_suffix(".png"))
     _log(f"wrote {args.out} and {plot} in {time.time() - start:.0f} s")
     return 0
-

@@ -1,0 +1,63 @@
+"""The demo's codec -> tiny MusicGen chain: one LM per decoding pattern on a codec's codes (through
+`compression_model_checkpoint=//sig/SIG`, the way cluster users chain them), their valid cross-entropy, and
+what sampling 10 s of audio costs each pattern (autoregressive steps, measured seconds)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+LM_PATTERNS = ("delay", "unroll")  # MusicGen's parallel-in-steps pattern and the exact flattened one
+
+
+def lm_args(codec_sig: str, pattern: str, budget: dict, seed: int) -> list[str]:
+    """`dora run` overrides of the tiny LM (solver=musicgen/musicgen_mmd_tiny) for one codec and pattern."""
+    return ["solver=musicgen/musicgen_mmd_tiny", "dset=audio/mmd_music_16khz", f"seed={seed}",
+            f"compression_model_checkpoint=//sig/{codec_sig}", f"codebooks_pattern.modeling={pattern}",
+            f"optim.epochs={budget['epochs']}", f"optim.updates_per_epoch={budget['updates']}",
+            f"dataset.train.num_samples={4 * budget['updates']}", "dataset.valid.num_samples=64"]
+
+
+def valid_cross_entropy(xp_dir: Path) -> dict:
+    """The last epoch's valid cross-entropy of an LM XP: nats per code (audiocraft's `ce`) and bits."""
+    last = json.loads((xp_dir / "history.json").read_text())[-1]
+    ce = float(last["valid"]["ce"])
+    return {"ce_nats": ce, "ce_bits": ce / 0.6931471805599453, "epochs": len(json.loads(
+        (xp_dir / "history.json").read_text()))}
+
+
+def autoregressive_steps(pattern: str, frames: int, n_q: int) -> int:
+    """Steps an LM takes to emit `frames` frames of `n_q` codes (audiocraft's pattern providers' layouts):
+    delay T + n_q - 1 (codebook k delayed by k), unroll n_q * T (one code per step)."""
+    from audiocraft.modules.codebooks_patterns import DelayedPatternProvider, UnrolledPatternProvider
+
+    provider = {"delay": DelayedPatternProvider, "unroll": UnrolledPatternProvider}[pattern](n_q=n_q)
+    return provider.get_pattern(frames).num_sequence_steps
+
+
+def sampling_cost(xp_dir: Path, seconds: float = 10.0) -> dict:
+    """Generate `seconds` of codes with the LM XP's trained model (greedy, no conditioning text), timed."""
+    from audiocraft.models.builders import get_lm_model
+    from audiocraft.modules.conditioners import ConditioningAttributes
+    from omegaconf import OmegaConf
+
+    from ..plugin import trusting_torch_load
+
+    with trusting_torch_load():
+        state = torch.load(xp_dir / "checkpoint.th", map_location="cpu")
+    cfg = OmegaConf.load(xp_dir / ".hydra" / "config.yaml")
+    lm = get_lm_model(cfg)
+    lm.load_state_dict(state["model"])
+    lm.eval()
+    n_q = int(cfg.transformer_lm.n_q)
+    frames = int(round(seconds * 50))  # the tiny codec's 50 Hz
+    with torch.no_grad():
+        start = time.perf_counter()
+        codes = lm.generate(conditions=[ConditioningAttributes(text={"description": None})], num_samples=1,
+                            max_gen_len=frames, use_sampling=False)
+        wall = time.perf_counter() - start
+    pattern = str(cfg.codebooks_pattern.modeling)
+    return {"pattern": pattern, "frames": int(codes.shape[-1]), "steps": autoregressive_steps(pattern, frames, n_q),
+            "seconds": round(wall, 2), "audio_seconds": seconds}

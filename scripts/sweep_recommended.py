@@ -1,0 +1,78 @@
+"""The sweep behind the recommended small-codec setting (README, `solver=compression/encodec_mmd_tiny_recommended`).
+
+Trains the demo's tiny codec (same corpus, budget and overrides as `make demo`) for each candidate setting and
+seed, in the demo's Dora dir, then measures each codec on the valid split (where the setting is chosen) and on
+the evaluate split (where it is reported): corrected pairwise TC, per-codebook entropy, log-mel L1, and the
+delay pattern's factorization gap (predictors fit on train codes, stopped on valid codes, scored on evaluate).
+
+    python scripts/sweep_recommended.py --seeds 42 43 [--settings baseline paper grad_ratio=1 ...]
+        [--out benchmarks/results/sweep_recommended.json]
+
+The criteria (issue 14): TC <= 0.4x the baseline's, every codebook's entropy >= 0.9x, log-mel L1 no worse,
+and a gap smaller than the baseline's by more than the seed-to-seed spread. Results merge into --out, so seeds
+and settings can be added run by run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+CANDIDATES = {
+    "baseline": ["losses.inde=0"],
+    "paper": ["losses.inde=1000"],
+    "grad_ratio=1": ["losses.inde=1000", "inde.grad_ratio=1"],
+    "grad_ratio=3": ["losses.inde=1000", "inde.grad_ratio=3"],
+    "inde=10": ["losses.inde=10"],
+    "inde=100 disjoint": ["losses.inde=100", "inde.estimator=disjoint"],
+}
+
+
+def measure(name: str, sig: str, manifests: Path, gap) -> dict:
+    from mmd_audiocraft.demo.run import evaluate_codec, training_summary
+    from mmd_audiocraft.train import main as dora_main
+
+    out = {"xp": sig, "training": training_summary(dora_main.dora.dir / "xps" / sig)}
+    for split in ("valid", "evaluate"):
+        res = evaluate_codec(sig, manifests, quick=False, gap=gap if split == "evaluate" else None, split=split)
+        report = res["report"]
+        out[split] = {"tc_corrected_pct": report["protocol"]["corrected_pct_joint"],
+                      "tc_raw_pct": report["protocol"]["raw_pct_joint"],
+                      "entropy_bits": [u["entropy_bits"] for u in report["usage"]],
+                      "log_mel_l1": res["reconstruction"]["log_mel_l1"], "gap": res["gap"]}
+        print(f"{name} {split}: {json.dumps(out[split])}", flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--settings", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sweep_recommended.json"))
+    args = parser.parse_args()
+
+    from mmd_audiocraft.demo import corpus
+    from mmd_audiocraft.demo.run import FULL, _cache_dir, common_args, train_all
+    from mmd_audiocraft.metrics.factorization_gap import GapOptions
+    from mmd_audiocraft.plugin import prepare_process
+
+    prepare_process()
+    root = corpus.build(sample_rates=(16000,), quick=False)
+    env = dict(os.environ, MMD_AUDIOCRAFT_CORPUS=str(root), AUDIOCRAFT_DORA_DIR=str(_cache_dir() / "demo" / "dora"),
+               HF_HUB_OFFLINE="1")
+    os.environ.update({k: env[k] for k in ("MMD_AUDIOCRAFT_CORPUS", "AUDIOCRAFT_DORA_DIR", "HF_HUB_OFFLINE")})
+    runs = {f"{name} seed={seed}": common_args(FULL, seed) + CANDIDATES[name]
+            for seed in args.seeds for name in args.settings}
+    sigs = train_all(runs, env)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for name, sig in sigs.items():
+        results[name] = measure(name, sig, root / "music_16khz", GapOptions())
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
