@@ -1,4 +1,5 @@
-"""The `mmd-audiocraft` command: argument parsing and error reporting only; the work is in `measure`.
+"""The `mmd-audiocraft` command: argument parsing and error reporting only; the work is in `measure` and
+`compare`.
 
 Expected mistakes (a wrong MODEL or data, bad options, unwritable outputs) end with one line on stderr and
 exit code 2; anything else is a bug and keeps its traceback. Library log messages and warnings are hidden
@@ -74,7 +75,39 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     m.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
     m.set_defaults(handler=_run_measure)
+
+    c = sub.add_parser(
+        "compare", help="compare codec XPs from what they logged (the paper's Figure 2 from your XPs)",
+        description="One row per codec XP: the settings that differ, losses.inde, the last evaluate stage's "
+                    "independence and reconstruction metrics, the MMD/reconstruction gradient ratio, the cached "
+                    "factorization gap and the valid cross-entropy of LM XPs trained on the codec. Nothing is "
+                    "recomputed.")
+    c.add_argument("inputs", nargs="+", metavar="XP",
+                   help="XP folder, //sig/SIG (Dora dir; AUDIOCRAFT_DORA_DIR honoured) or grid name of "
+                        "mmd_audiocraft/grids (its XPs; those that never ran are listed as not run)")
+    c.add_argument("--json", metavar="OUT.json", default=None, help="write every row as JSON")
+    c.add_argument("--plot", metavar="OUT.png", default=None,
+                   help="PNG: independence and reconstruction against losses.inde when only the weight differs, "
+                        "else reconstruction against independence")
+    c.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
+    c.set_defaults(handler=_run_compare)
     return parser
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, format_compare_table, write_json
+
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise UserError("--plot needs matplotlib (pip install 'mmd-audiocraft[plot]')")
+    result = compare(args.inputs)
+    print(format_compare_table(result), flush=True)
+    if args.json:
+        print(f"wrote {write_json(result, args.json)}", file=sys.stderr)
+    if args.plot:
+        from .compare_plot import plot_compare
+
+        print(f"wrote {plot_compare(result, args.plot)}", file=sys.stderr)
+    return 0
 
 
 def _run_measure(args: argparse.Namespace) -> int:
@@ -128,10 +161,12 @@ def _library_output(verbose: bool):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    from .compare import CompareInputError
     from .manifest import ManifestError
     from .models import ModelLoadError
 
-    return (UserError, ManifestError, ModelLoadError, OSError)  # MeasureInputError is a ManifestError
+    # MeasureInputError is a ManifestError
+    return (UserError, ManifestError, ModelLoadError, CompareInputError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

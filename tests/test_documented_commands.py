@@ -32,6 +32,7 @@ SETUP = "make setup: scripts/setup_env.sh installs both packages the same way (e
 DEMO_QUICK = "CI: .ci/run runs `make demo-quick`, this target with --quick"
 DDP = "tests/test_distributed.py::test_two_process_training_run"
 TINY_CODEC = "tests/conftest.py::trained_codec"
+COMPARE = "tests/test_compare.py::weights_grid"
 # The one-node SLURM walkthrough: tests/test_slurm_cluster.py runs the same script actions and `dora grid` calls
 # (MMD_GRID_PROFILE=cpu, --no_git_save, -i, -C) on a cluster of its own (state dir, ports), not this text as is.
 SLURM = "tests/test_slurm_cluster.py: the same actions and grids, on the test's own cluster"
@@ -61,6 +62,7 @@ TABLE = {
         "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir [--max-frames N] "
         "[--pattern delay|parallel] [--json OUT.json] [--plot OUT.png] [--batch-size 8] [--segment 10] "
         "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint]": RUN,
+        "mmd-audiocraft compare mmd_codec_weights --json weights.json --plot weights.png": COMPARE,
         "dora -P mmd_audiocraft run -d --ddp_workers 2 solver=compression/encodec_mmd_tiny losses.inde=1000 "
         "inde.global=true optim.epochs=1 optim.updates_per_epoch=2": DDP,
         "sudo scripts/slurm_cluster.sh start": SLURM,
@@ -168,11 +170,11 @@ def test_commands_run_elsewhere_are_run_there():
     setup = (ROOT / "scripts" / "setup_env.sh").read_text()
     assert 'pip install --quiet --no-deps --no-build-isolation -e "$src"' in setup  # audiocraft's sdist
     assert 'pip install --quiet --no-deps --no-build-isolation -e "$root"' in setup  # this checkout
-    from . import conftest, test_distributed
+    from . import conftest, test_compare, test_distributed
 
     # the tests named in TABLE read their command from the documentation
     for how, function in ((DDP, test_distributed.test_two_process_training_run),
-                          (TINY_CODEC, conftest.trained_codec)):
+                          (TINY_CODEC, conftest.trained_codec), (COMPARE, test_compare.weights_grid)):
         assert how in {h for table in TABLE.values() for h in table.values()}
         assert "documented(" in inspect.getsource(getattr(function, "__wrapped__", function)), how
 
