@@ -51,11 +51,11 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--settings", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sweep_recommended.json"))
+    parser.add_argument("--measure-only", action="store_true", help="measure finished XPs, train nothing")
     args = parser.parse_args()
 
     from mmd_audiocraft.demo import corpus
-    from mmd_audiocraft.demo.run import FULL, _cache_dir, common_args, train_all
-    from mmd_audiocraft.metrics.factorization_gap import GapOptions
+    from mmd_audiocraft.demo.run import FULL, GAP_FULL, _cache_dir, common_args, train_all
     from mmd_audiocraft.plugin import prepare_process
 
     prepare_process()
@@ -65,10 +65,16 @@ def main() -> int:
     os.environ.update({k: env[k] for k in ("MMD_AUDIOCRAFT_CORPUS", "AUDIOCRAFT_DORA_DIR", "HF_HUB_OFFLINE")})
     runs = {f"{name} seed={seed}": common_args(FULL, seed) + CANDIDATES[name]
             for seed in args.seeds for name in args.settings}
-    sigs = train_all(runs, env)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.measure_only:
+        from mmd_audiocraft.train import main as dora_main
+
+        sigs = {name: dora_main.get_xp(overrides).sig for name, overrides in runs.items()}
+    else:
+        sigs = train_all(runs, env)
     for name, sig in sigs.items():
-        results[name] = measure(name, sig, root / "music_16khz", GapOptions())
+        result = measure(name, sig, root / "music_16khz", GAP_FULL)
+        results = json.loads(args.out.read_text()) if args.out.exists() else {}
+        results[name] = result
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
     return 0

@@ -61,7 +61,7 @@ TABLE = {
         "optim.updates_per_epoch=4": TINY_CODEC,
         "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir [--max-frames N] "
         "[--pattern delay|parallel] [--json OUT.json] [--plot OUT.png] [--batch-size 8] [--segment 10] "
-        "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint]": RUN,
+        "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint] [--gap]": RUN,
         "mmd-audiocraft compare mmd_codec_weights --json weights.json --plot weights.png": COMPARE,
         "dora -P mmd_audiocraft run -d --ddp_workers 2 solver=compression/encodec_mmd_tiny losses.inde=1000 "
         "inde.global=true optim.epochs=1 optim.updates_per_epoch=2": DDP,

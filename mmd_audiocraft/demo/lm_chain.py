@@ -37,8 +37,10 @@ def autoregressive_steps(pattern: str, frames: int, n_q: int) -> int:
     return provider.get_pattern(frames).num_sequence_steps
 
 
-def sampling_cost(xp_dir: Path, seconds: float = 10.0) -> dict:
-    """Generate `seconds` of codes with the LM XP's trained model (greedy, no conditioning text), timed."""
+def sampling_cost(xp_dir: Path, seconds: float = 10.0, timed_seconds: float = 0.5) -> dict:
+    """What generating `seconds` of codes costs the LM XP's trained model (greedy, no conditioning text): the
+    pattern's autoregressive steps, and seconds measured on `timed_seconds` of audio, scaled by the ratio of
+    steps (a tiny LM's step costs about the same at any position: its time is per-step overhead)."""
     from audiocraft.models.builders import get_lm_model
     from audiocraft.modules.conditioners import ConditioningAttributes
     from omegaconf import OmegaConf
@@ -52,12 +54,16 @@ def sampling_cost(xp_dir: Path, seconds: float = 10.0) -> dict:
     lm.load_state_dict(state["model"])
     lm.eval()
     n_q = int(cfg.transformer_lm.n_q)
-    frames = int(round(seconds * 50))  # the tiny codec's 50 Hz
+    pattern = str(cfg.codebooks_pattern.modeling)
+    frames, timed_frames = int(round(seconds * 50)), int(round(timed_seconds * 50))  # the tiny codec's 50 Hz
     with torch.no_grad():
         start = time.perf_counter()
         codes = lm.generate(conditions=[ConditioningAttributes(text={"description": None})], num_samples=1,
-                            max_gen_len=frames, use_sampling=False)
+                            max_gen_len=timed_frames, use_sampling=False)
         wall = time.perf_counter() - start
-    pattern = str(cfg.codebooks_pattern.modeling)
-    return {"pattern": pattern, "frames": int(codes.shape[-1]), "steps": autoregressive_steps(pattern, frames, n_q),
-            "seconds": round(wall, 2), "audio_seconds": seconds}
+    if codes.shape[-1] != timed_frames:
+        raise RuntimeError(f"{xp_dir}: generated {codes.shape[-1]} frames, asked {timed_frames}")
+    steps, timed_steps = (autoregressive_steps(pattern, f, n_q) for f in (frames, timed_frames))
+    return {"pattern": pattern, "audio_seconds": seconds, "steps": steps, "steps_per_audio_second": steps / seconds,
+            "seconds": round(wall * steps / timed_steps, 2), "timed_audio_seconds": timed_seconds,
+            "timed_steps": timed_steps, "timed_seconds": round(wall, 2)}

@@ -1,12 +1,15 @@
 """`make demo`: the paper's claim on real music, on a laptop CPU, in minutes.
 
-Builds the real-music corpus if missing, trains tiny EnCodecs through the real audiocraft solver
-(`dora -P mmd_audiocraft run`) with and without the independence loss (same seed, same steps), then measures
-each on the held-out split: MMD, pairwise total correlation (raw, shuffle-null, corrected; bits and %),
-I(z_k; rest) per codebook, codebook usage, the MMD/reconstruction gradient ratio seen in training, and
-reconstruction (SI-SNR, log-mel L1). Prints a side-by-side table, writes demo_results.json and a PNG.
+Builds the real-music corpus if missing, trains three tiny EnCodecs through the real audiocraft solver
+(`dora -P mmd_audiocraft run`, same seed and steps): no loss, the paper's weight, and the recommended setting
+(`solver=compression/encodec_mmd_tiny_recommended`); chains tiny MusicGen LMs (delay and unroll patterns) onto the
+baseline's and the recommended codec's codes; then measures each codec on the held-out split: MMD, pairwise total
+correlation (raw, shuffle-null, corrected), I(z_k; rest), codebook usage, the delay pattern's factorization gap,
+the MMD/reconstruction gradient ratio seen in training, and reconstruction (log-mel L1, SI-SNR); and each LM's
+valid cross-entropy and the sampling cost of its pattern. Prints a side-by-side table, writes demo_results.json
+and the comparison figure (demo_results.png, `mmd-audiocraft compare`'s plot).
 
-    python -m mmd_audiocraft.demo [--quick] [--fresh] [--weights 0 1000] [--grad-ratio 0.1]
+    python -m mmd_audiocraft.demo [--quick] [--fresh] [--seed 42] [--no-lm] [--out demo_results.json]
 """
 from __future__ import annotations
 
@@ -23,12 +26,15 @@ from pathlib import Path
 from ..metrics.factorization_gap import GapOptions
 from ..plugin import install_quantizers, prepare_process
 
-GAP_FIT_SECONDS = {"full": 1200.0, "quick": 60.0}  # train audio the gap's predictors fit on
+# how much held-out audio each measurement reads: full = the whole split (12.6 min); quick = a CI smoke run
+MEASURE = {"full": {"gap_fit_seconds": 600.0, "max_frames": None, "mmd_rows": 4096, "reconstruction_seconds": 300},
+           "quick": {"gap_fit_seconds": 30.0, "max_frames": 3_000, "mmd_rows": 512, "reconstruction_seconds": 10}}
 RECOMMENDED_SOLVER = "compression/encodec_mmd_tiny_recommended"
 LM_FULL = {"epochs": 4, "updates": 100}
 LM_QUICK = {"epochs": 1, "updates": 4}
-GAP_FULL = GapOptions(seeds=(0, 1), hidden=128, max_steps=60_000)
-GAP_QUICK = GapOptions(seeds=(0,), hidden=32, max_epochs=3, max_steps=5_000)
+# one predictor seed: at this size the spread that matters is the codec seeds' (scripts/sweep_recommended.py)
+GAP_FULL = GapOptions(seeds=(0,), hidden=128, max_steps=30_000, patience=3)
+GAP_QUICK = GapOptions(seeds=(0,), hidden=32, max_epochs=2, max_steps=2_000)
 FULL = {"epochs": 8, "updates": 50}   # 400 updates: codebooks in use, reconstruction converging (calibration)
 QUICK = {"epochs": 2, "updates": 8}   # CI: every stage runs, numbers are not meaningful
 SEED = 42
@@ -53,8 +59,8 @@ def common_args(budget: dict, seed: int = SEED) -> list[str]:
 
 
 def train_all(runs: dict[str, list[str]], env: dict, desc: str = "training") -> dict[str, str]:
-    """Train every codec (name -> its full `dora run` overrides) in parallel subprocesses, one thread each, with
-    a progress bar over their epochs; returns name -> XP signature. A finished XP only reloads (seconds)."""
+    """Train every XP (name -> its full `dora run` overrides) in parallel subprocesses, one thread each, with
+    a progress bar over their epochs; returns name -> XP signature. XPs that finished every epoch are kept."""
     from tqdm import tqdm
 
     from ..train import main  # after the environment variables: it reads the Dora dir at import
@@ -65,16 +71,19 @@ def train_all(runs: dict[str, list[str]], env: dict, desc: str = "training") -> 
     for name, args in runs.items():
         xp_dir = main.dora.dir / "xps" / sigs[name]
         xp_dir.mkdir(parents=True, exist_ok=True)
+        done[name] = _epochs_done(xp_dir)
+        if done[name] >= epochs[name] and (xp_dir / "checkpoint.th").exists():
+            _log(f"{name}: XP {sigs[name]} already trained")
+            continue
         logs[name] = xp_dir / "demo_train.log"
         cmd = [sys.executable, "-m", "dora", "-P", "mmd_audiocraft", "run", *args]
         procs[name] = subprocess.Popen(cmd, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT)
-        done[name] = _epochs_done(xp_dir)
-        _log(f"codec {name}: XP {sigs[name]}, log {logs[name]}")
+        _log(f"{name}: XP {sigs[name]}, log {logs[name]}")
     with tqdm(total=sum(epochs.values()), initial=sum(done.values()), unit="epoch", desc=desc,
               dynamic_ncols=True) as bar:
         while any(p.poll() is None for p in procs.values()):
             time.sleep(2)
-            for name in runs:
+            for name in procs:
                 now = _epochs_done(main.dora.dir / "xps" / sigs[name])
                 if now > done[name]:
                     bar.update(now - done[name])
@@ -142,17 +151,18 @@ def evaluate_codec(sig: str, manifests: Path, quick: bool, gap: GapOptions | Non
     install_quantizers()
     loaded = load_compression_model(f"//sig/{sig}")
     manifest, files = read_manifest(manifests / split)
+    budget = MEASURE["quick" if quick else "full"]
     fit = valid = None
     if gap is not None:
         fit = encode_files(loaded, read_manifest(manifests / "train")[1], desc="encoding train (gap fit)",
-                           max_seconds=GAP_FIT_SECONDS["quick" if quick else "full"])
+                           max_seconds=budget["gap_fit_seconds"])
         valid = encode_files(loaded, read_manifest(manifests / "valid")[1], desc="encoding valid (gap stop)",
-                             max_seconds=GAP_FIT_SECONDS["quick" if quick else "full"] / 4)
-    report = measure_model(loaded, files, pattern="delay", max_frames=20_000 if quick else None, gap=gap,
-                           gap_fit=fit, gap_valid=valid, progress=True)
+                             max_seconds=budget["gap_fit_seconds"] / 4)
+    report = measure_model(loaded, files, pattern="delay", max_frames=budget["max_frames"], gap=gap,
+                           gap_fit=fit, gap_valid=valid, mmd_rows=budget["mmd_rows"], progress=True)
     report["data"] = str(manifest.resolve())
     return {"report": report, "mmd": report.get("mmd"), "gap": report.get("factorization_gap"),
-            "reconstruction": reconstruction(loaded.model, files, max_seconds=60 if quick else 300)}
+            "reconstruction": reconstruction(loaded.model, files, max_seconds=budget["reconstruction_seconds"])}
 
 
 def _row(label: str, values: list, fmt: str = "{:.3f}") -> str:
@@ -188,7 +198,9 @@ def print_table(results: dict[str, dict]) -> None:
     for q in range(k):
         print(_row(f"codebook {q} entropy, bits", get(("report", "usage", q, "entropy_bits"))))
     print(_row("factorization gap, bits/step (delay)", [
-        f"{g['total_bits']:.3f} +- {g['spread_bits']:.3f}" if g else None for g in get(("gap",))], "{}"))
+        None if not g else "not converged" if not g["converged"] else
+        f"{g['total_bits']:.3f} +- {g['spread_bits']:.3f}" if len(g["seeds"]) > 1 else f"{g['total_bits']:.3f}"
+        for g in get(("gap",))], "{}"))
     print(_row("  per codebook q1..q3", [" ".join(f"{b:.2f}" for b in g["per_codebook_bits"][1:]) if g else None
                                          for g in get(("gap",))], "{}"))
     print(_row("train: |grad MMD| / |grad rec| at enc.", get(("training", "inde_grad_ratio")), "{:.3g}"))
@@ -203,7 +215,7 @@ def print_table(results: dict[str, dict]) -> None:
             f"{c['steps']} / {c['seconds']:.1f}" if c else None for c in get(("lm", pattern, "sampling"))], "{}"))
     print("\nsaturated: the joint histogram has mostly single tuples, the estimate says nothing; <= null: not above\n"
           "the shuffle-null (no dependence detected). The factorization gap is what a delay-pattern LM loses by\n"
-          "predicting a step's codes in parallel (held-out, +- std over predictor seeds).\n")
+          "predicting a step's codes in parallel (held-out; +- std over predictor seeds when several).\n")
 
 
 def _dig(obj, path):
@@ -224,22 +236,25 @@ def codec_runs(budget: dict, seed: int) -> dict[str, list[str]]:
     return {"baseline": base + ["losses.inde=0"], "paper": base + ["losses.inde=1000"], "recommended": recommended}
 
 
-def train_lms(sigs: dict[str, str], budget: dict, seed: int, env: dict) -> dict[str, dict]:
-    """A tiny LM per pattern on the baseline's and the recommended codec's codes: valid CE and sampling cost."""
+def train_lms(sigs: dict[str, str], codecs: tuple, budget: dict, seed: int, env: dict) -> dict[str, dict]:
+    """A tiny LM per pattern on each of `codecs`' codes: valid CE, and the sampling cost of each pattern."""
     from ..train import main as dora_main
     from .lm_chain import LM_PATTERNS, lm_args, sampling_cost, valid_cross_entropy
 
     runs = {f"{codec} LM {pattern}": lm_args(sigs[codec], pattern, budget, seed)
-            for codec in ("baseline", "recommended") for pattern in LM_PATTERNS}
+            for codec in codecs for pattern in LM_PATTERNS}
     lm_sigs = train_all(runs, env, desc="training LMs")
     out: dict[str, dict] = {}
     for name, sig in lm_sigs.items():
         codec, pattern = name.split(" LM ")
-        xp_dir = dora_main.dora.dir / "xps" / sig
-        out.setdefault(codec, {})[pattern] = {"xp": sig, **valid_cross_entropy(xp_dir),
-                                              "sampling": sampling_cost(xp_dir)}
-        _log(f"LM {name}: valid CE {out[codec][pattern]['ce_bits']:.3f} bits/code, 10 s sampled in "
-             f"{out[codec][pattern]['sampling']['seconds']:.1f} s ({out[codec][pattern]['sampling']['steps']} steps)")
+        out.setdefault(codec, {})[pattern] = {"xp": sig, **valid_cross_entropy(dora_main.dora.dir / "xps" / sig)}
+        _log(f"LM {name}: valid CE {out[codec][pattern]['ce_bits']:.3f} bits/code")
+    for pattern in LM_PATTERNS:  # the cost of a step does not depend on the codec: timed once per pattern
+        cost = sampling_cost(dora_main.dora.dir / "xps" / lm_sigs[f"recommended LM {pattern}"])
+        for codec in out:
+            out[codec][pattern]["sampling"] = cost
+        _log(f"sampling 10 s with the {pattern} pattern: {cost['steps']} steps, {cost['seconds']:.1f} s (timed on "
+             f"{cost['timed_audio_seconds']:g} s: {cost['timed_seconds']:.1f} s)")
     return out
 
 
@@ -267,7 +282,8 @@ def main(argv=None) -> int:
     budget = QUICK if args.quick else FULL
     sigs = train_all(codec_runs(budget, args.seed), env, desc="training codecs")
     _log(f"codecs trained in {time.time() - start:.0f} s")
-    lms = {} if args.no_lm else train_lms(sigs, LM_QUICK if args.quick else LM_FULL, args.seed, env)
+    lm_codecs = ("recommended",) if args.quick else ("baseline", "recommended")  # quick: every phase, cheaply
+    lms = {} if args.no_lm else train_lms(sigs, lm_codecs, LM_QUICK if args.quick else LM_FULL, args.seed, env)
 
     from ..train import main as dora_main
 

@@ -32,9 +32,10 @@ from torch import nn
 
 from .counts import as_numpy, codes_to_rows
 
-__all__ = ["GapOptions", "step_codes", "factorization_gap", "split_by_index"]
+__all__ = ["GapOptions", "step_codes", "factorization_gap", "split_by_index", "entropy_bits"]
 
 LN2 = math.log(2.0)
+CONVERGED_SLACK_BITS = 0.02  # a predictor scoring worse than the test codes' unigram entropy by more has not fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,12 @@ def step_codes(codes, pattern: str = "delay", delays: Sequence[int] | None = Non
         b, k = arr.shape[0], rows.shape[1]
         out.extend(rows.reshape(b, -1, k).astype(np.int64))
     return out
+
+
+def entropy_bits(counts: np.ndarray) -> float:
+    """Plug-in entropy (bits) of a histogram."""
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
 
 
 def split_by_index(items: Sequence, folds: int = 5) -> tuple[list, list, list]:
@@ -181,6 +188,10 @@ def factorization_gap(fit, test, card: int, *, valid=None, pattern: str = "delay
         total_bits, spread_bits          sum over positions of the mean gap; std over seeds (0 for one seed)
         per_codebook_bits, per_codebook_spread_bits   [K] (position j = codebook j; 0 at j = 0)
         factorized_ce_bits, chain_ce_bits             [K] held-out cross-entropies (mean over seeds; None at 0)
+        test_entropy_bits              [K] plug-in entropy of each position's test codes (a predictor's ceiling)
+        converged                      every predictor scored at most 0.02 bits above that ceiling: False
+                                       means under-trained predictors (too little data or too few epochs),
+                                       whose difference is not an information value
         seeds, fit_steps, valid_steps, test_steps, context_steps, pattern, delays
     Raises ValueError for codes outside [0, card), K < 2, or too little data.
     """
@@ -214,6 +225,9 @@ def factorization_gap(fit, test, card: int, *, valid=None, pattern: str = "delay
                 ce[variant][s, j] = _cross_entropy_bits(model, *data["test"])
                 if progress is not None:
                     progress(f"seed {seed} codebook {j} {variant}: {ce[variant][s, j]:.3f} bits")
+    target = windows["test"][:, -1]  # [n, K]
+    unigram = [entropy_bits(np.bincount(target[:, j], minlength=card)) for j in range(k)]
+    worst = max(ce[v][:, j].max() - unigram[j] for v in ce for j in range(1, k))
     gaps = ce["factorized"] - ce["chain"]  # [seeds, K]; column 0 is 0 (nothing before g_0 in its step)
     totals = gaps.sum(axis=1)
     ddof = 1 if len(opts.seeds) > 1 else 0
@@ -225,6 +239,7 @@ def factorization_gap(fit, test, card: int, *, valid=None, pattern: str = "delay
         "chain_ce_bits": [None] + ce["chain"].mean(axis=0)[1:].tolist(),
         "seeds": [int(s) for s in opts.seeds], "fit_steps": len(windows["fit"]),
         "valid_steps": len(windows["valid"]), "test_steps": len(windows["test"]),
-        "context_steps": opts.context, "pattern": pattern,
+        "context_steps": opts.context, "pattern": pattern, "test_entropy_bits": unigram,
+        "converged": bool(worst <= CONVERGED_SLACK_BITS),
         "delays": None if delays is None else [int(d) for d in delays],
     }
