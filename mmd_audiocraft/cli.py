@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 
@@ -123,6 +125,13 @@ def _run_measure(args: argparse.Namespace) -> int:
                      progress=False if args.no_progress else None, trust_checkpoint=args.trust_checkpoint,
                      gap=GapOptions(seeds=tuple(range(args.gap_seeds))) if args.gap else None)
     print(format_table(result), flush=True)
+    if result.get("factorization_gap"):
+        xp_dir = Path(str(result.get("model_source", ""))).parent
+        if (xp_dir / "history.json").exists():  # an XP's checkpoint: cache the gap where `compare` reads it
+            from .compare import GAP_FILE
+
+            (xp_dir / GAP_FILE).write_text(json.dumps(result["factorization_gap"], indent=2) + "\n")
+            print(f"wrote {xp_dir / GAP_FILE}", file=sys.stderr)
     if args.json:
         print(f"wrote {write_json(result, args.json)}", file=sys.stderr)
     if args.plot:

@@ -27,15 +27,16 @@ CANDIDATES = {
     "grad_ratio=3": ["losses.inde=1000", "inde.grad_ratio=3"],
     "inde=10": ["losses.inde=10"],
     "inde=100 disjoint": ["losses.inde=100", "inde.estimator=disjoint"],
+    "grad_ratio=10": ["losses.inde=1000", "inde.grad_ratio=10"],
 }
 
 
-def measure(name: str, sig: str, manifests: Path, gap) -> dict:
+def measure(name: str, sig: str, manifests: Path, gap, splits=("valid", "evaluate")) -> dict:
     from mmd_audiocraft.demo.run import evaluate_codec, training_summary
     from mmd_audiocraft.train import main as dora_main
 
     out = {"xp": sig, "training": training_summary(dora_main.dora.dir / "xps" / sig)}
-    for split in ("valid", "evaluate"):
+    for split in splits:
         res = evaluate_codec(sig, manifests, quick=False, gap=gap if split == "evaluate" else None, split=split)
         report = res["report"]
         out[split] = {"tc_corrected_pct": report["protocol"]["corrected_pct_joint"],
@@ -46,13 +47,53 @@ def measure(name: str, sig: str, manifests: Path, gap) -> dict:
     return out
 
 
+def table(results: dict) -> str:
+    """Markdown table of the evaluate split, one row per setting (mean over its seeds, each seed's value listed),
+    with each criterion against the baseline's mean."""
+    import numpy as np
+
+    by_setting: dict[str, list[dict]] = {}
+    for name, res in results.items():
+        by_setting.setdefault(name.rsplit(" seed=", 1)[0], []).append(res["evaluate"])
+    base = by_setting["baseline"]
+    b_tc = np.mean([r["tc_corrected_pct"] for r in base])
+    b_ent = np.mean([r["entropy_bits"] for r in base], axis=0)
+    b_mel = np.mean([r["log_mel_l1"] for r in base])
+    b_gap = [r["gap"]["total_bits"] for r in base if r.get("gap")]
+    lines = ["| setting | seeds | corrected TC, % joint H | min entropy ratio | log-mel L1 | gap, bits/step | "
+             "criteria met |", "|---|---|---|---|---|---|---|"]
+    for name, runs in by_setting.items():
+        tc = [r["tc_corrected_pct"] for r in runs]
+        ent = min(float(np.min(np.mean([r["entropy_bits"] for r in runs], axis=0) / b_ent)), 9.99)
+        mel = [r["log_mel_l1"] for r in runs]
+        gap = [r["gap"]["total_bits"] for r in runs if r.get("gap")]
+        spread = max(np.ptp(gap) if len(gap) > 1 else 0.0, np.ptp(b_gap) if len(b_gap) > 1 else 0.0)
+        met = [np.mean(tc) <= 0.4 * b_tc, ent >= 0.9, np.mean(mel) <= b_mel,
+               bool(gap) and bool(b_gap) and np.mean(b_gap) - np.mean(gap) > spread and len(gap) > 1]
+        cell = lambda v, f: " / ".join(format(x, f) for x in v)  # noqa: E731
+        lines.append(f"| {name} | {len(runs)} | {cell(tc, '.2f')} | {ent:.2f} | {cell(mel, '.3f')} | "
+                     f"{cell(gap, '.3f') or '-'} | {'TC ' if met[0] else ''}{'H ' if met[1] else ''}"
+                     f"{'mel ' if met[2] else ''}{'gap' if met[3] else ''} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--settings", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sweep_recommended.json"))
     parser.add_argument("--measure-only", action="store_true", help="measure finished XPs, train nothing")
+    parser.add_argument("--splits", nargs="+", default=["valid", "evaluate"], choices=["valid", "evaluate"],
+                        help="where to measure: valid (choosing), evaluate (reporting, with the gap)")
+    parser.add_argument("--table", type=Path, nargs="+", metavar="RESULTS.json",
+                        help="print the markdown table of these results files (merged) and exit")
     args = parser.parse_args()
+    if args.table:
+        merged = {}
+        for path in args.table:
+            merged.update(json.loads(path.read_text()))
+        print(table(merged))
+        return 0
 
     from mmd_audiocraft.demo import corpus
     from mmd_audiocraft.demo.run import FULL, GAP_FULL, _cache_dir, common_args, train_all
@@ -72,7 +113,7 @@ def main() -> int:
     else:
         sigs = train_all(runs, env)
     for name, sig in sigs.items():
-        result = measure(name, sig, root / "music_16khz", GAP_FULL)
+        result = measure(name, sig, root / "music_16khz", GAP_FULL, args.splits)
         results = json.loads(args.out.read_text()) if args.out.exists() else {}
         results[name] = result
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -222,6 +222,7 @@ def last_evaluate_epoch(folder: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.default_stack
 def test_grid_rows_carry_exactly_what_the_trained_xps_logged(weights_grid):
     result = json.loads(weights_grid["json"].read_text())
     rows, weights = result["xps"], weights_grid["weights"]
@@ -256,6 +257,7 @@ def test_grid_rows_carry_exactly_what_the_trained_xps_logged(weights_grid):
 
 
 @pytest.mark.slow
+@pytest.mark.default_stack
 def test_lm_cross_entropy_and_cached_factorization_gap_sit_on_their_codec(weights_grid):
     rows = {r["sig"]: r for r in json.loads(weights_grid["json"].read_text())["xps"]}
     sig, lm = weights_grid["sig"], weights_grid["lm"]
@@ -272,6 +274,7 @@ def test_lm_cross_entropy_and_cached_factorization_gap_sit_on_their_codec(weight
 
 
 @pytest.mark.slow
+@pytest.mark.default_stack
 def test_plot_is_the_weight_figure_and_json_round_trips(weights_grid):
     assert png_size(weights_grid["png"]) == (1080, 432)  # two panels against the weight (9 x 3.6 in, 120 dpi)
     assert weights_grid["png"].stat().st_size > 20_000
@@ -282,6 +285,7 @@ def test_plot_is_the_weight_figure_and_json_round_trips(weights_grid):
 
 
 @pytest.mark.slow
+@pytest.mark.default_stack
 def test_xp_folders_and_sig_names_give_the_grids_rows(weights_grid):
     grid = {r["sig"]: r for r in json.loads(weights_grid["json"].read_text())["xps"]}
     sigs = [weights_grid["sig"][w] for w in TRAINED]

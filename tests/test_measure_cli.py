@@ -376,6 +376,28 @@ def test_measure_checkpoint_path_and_xp_folder(trained_codec, tiny_corpus, indep
 
 
 @pytest.mark.slow
+def test_measure_gap_splits_the_segments_and_caches_the_gap_in_the_xp(trained_codec, tiny_corpus, independent_codes,
+                                                                      tmp_path, capsys):
+    from mmd_audiocraft.compare import GAP_FILE
+    from mmd_audiocraft.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index
+
+    _, xp = trained_codec
+    out = tmp_path / "gap.json"
+    assert cli.main(["measure", "--model", str(xp), "--data", str(tiny_corpus / "music_16khz" / "evaluate"),
+                     "--segment", "1", "--gap", "--gap-seeds", "1", "--json", str(out), "--no-progress",
+                     "--trust-checkpoint"]) == 0
+    assert "Factorization gap of the delay pattern" in capsys.readouterr().out
+    gap = json.loads(out.read_text())["factorization_gap"]
+    codes, bins = independent_codes
+    fit, valid, test = split_by_index([c[None] for c in codes])  # 12 segments: test = segments 4 and 9
+    assert gap["test_steps"] == 2 * (50 - 3 - 4)  # delay crops K - 1 frames, 4 steps of context
+    want = factorization_gap(fit, test, bins, valid=valid, options=GapOptions(seeds=(0,)))
+    assert gap["total_bits"] == pytest.approx(want["total_bits"], abs=1e-6)
+    assert json.loads((xp / GAP_FILE).read_text()) == gap
+    (xp / GAP_FILE).unlink()
+
+
+@pytest.mark.slow
 def test_untrusted_checkpoint_path_on_weights_only_torch(trained_codec, fixture_manifest, capsys):
     """torch >= 2.6 loads weights-only by default and cannot rebuild a training checkpoint (EMA defaultdict,
     numpy metrics): a path without --trust-checkpoint is refused in one line that names the flag."""

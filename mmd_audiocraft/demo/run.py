@@ -36,7 +36,7 @@ LM_QUICK = {"epochs": 1, "updates": 4}
 GAP_FULL = GapOptions(seeds=(0,), hidden=128, max_steps=30_000, patience=3)
 GAP_QUICK = GapOptions(seeds=(0,), hidden=32, max_epochs=2, max_steps=2_000)
 FULL = {"epochs": 8, "updates": 50}   # 400 updates: codebooks in use, reconstruction converging (calibration)
-QUICK = {"epochs": 2, "updates": 8}   # CI: every stage runs, numbers are not meaningful
+QUICK = {"epochs": 1, "updates": 8}   # CI: every stage runs, numbers are not meaningful
 SEED = 42
 
 
