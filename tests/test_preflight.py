@@ -204,3 +204,18 @@ def test_dora_runs_stop_before_training_with_one_line(tmp_path, tiny_corpus, tra
         assert run.proc.returncode != 0, output[-3000:]
         assert expected[name] in output, output[-3000:]
         assert "Traceback" not in output and "AssertionError" not in output and "Train Summary" not in output
+
+
+def test_recommended_config_is_the_tiny_codec_with_the_demos_recommended_overrides(compose):
+    """The demo trains the recommended codec from overrides (so it is the sweep's XP); the shipped config that
+    the README recommends must compose the very same settings."""
+    from omegaconf import OmegaConf
+
+    from mmd_audiocraft.demo.run import RECOMMENDED_OVERRIDES, RECOMMENDED_SOLVER
+
+    shipped = OmegaConf.to_container(compose(f"solver={RECOMMENDED_SOLVER}").cfg, resolve=True)
+    overrides = OmegaConf.to_container(compose("solver=compression/encodec_mmd_tiny", *RECOMMENDED_OVERRIDES).cfg,
+                                       resolve=True)
+    assert shipped.pop("solver") == overrides.pop("solver") == "compression"
+    assert shipped == overrides
+    assert shipped["losses"]["inde"] == 100 and shipped["inde"]["estimator"] == "disjoint"
