@@ -182,7 +182,7 @@ def _json_default(value):
 
 def _row(label: str, values: list, fmt: str = "{:.3f}") -> str:
     cells = [("-" if v is None else v if isinstance(v, str) else fmt.format(v)) for v in values]
-    return f"{label:<40}" + "".join(f"{c:>16}" for c in cells)
+    return f"{label:<40}" + "".join(f"{c:>18}" for c in cells)
 
 
 def _information(record: dict | None, key: str = "corrected_bits", scale: float = 1.0):
@@ -230,7 +230,8 @@ def print_table(results: dict[str, dict]) -> None:
             f"{c['steps']} / {c['seconds']:.1f}" if c else None for c in get(("lm", pattern, "sampling"))], "{}"))
     print("\nsaturated: the joint histogram has mostly single tuples, the estimate says nothing; <= null: not above\n"
           "the shuffle-null (no dependence detected). The factorization gap is what a delay-pattern LM loses by\n"
-          "predicting a step's codes in parallel (held-out; +- std over predictor seeds when several).\n")
+          "predicting a step's codes in parallel (held-out; +- std over predictor seeds when several). LM CE is per\n"
+          "code: codecs whose codebooks carry more bits give higher CE; compare patterns within a codec.\n")
 
 
 def _dig(obj, path):
