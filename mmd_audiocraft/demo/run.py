@@ -216,8 +216,8 @@ def print_table(results: dict[str, dict]) -> None:
         None if not g else "not converged" if not g["converged"] else
         f"{g['total_bits']:.3f} +- {g['spread_bits']:.3f}" if len(g["seeds"]) > 1 else f"{g['total_bits']:.3f}"
         for g in get(("gap",))], "{}"))
-    print(_row("  per codebook q1..q3", [" ".join(f"{b:.2f}" for b in g["per_codebook_bits"][1:]) if g else None
-                                         for g in get(("gap",))], "{}"))
+    print(_row("  per codebook q1..q3", [" ".join(f"{b:.2f}" for b in g["per_codebook_bits"][1:])
+                                         if g and g["converged"] else None for g in get(("gap",))], "{}"))
     print(_row("train: |grad MMD| / |grad rec| at enc.", get(("training", "inde_grad_ratio")), "{:.3g}"))
     print(_row("log-mel L1 (lower is better)", get(("reconstruction", "log_mel_l1"))))
     print(_row("SI-SNR, dB (meaningless at this size)", get(("reconstruction", "si_snr_db")), "{:.1f}"))
