@@ -218,4 +218,4 @@ def test_recommended_config_is_the_tiny_codec_with_the_demos_recommended_overrid
                                        resolve=True)
     assert shipped.pop("solver") == overrides.pop("solver") == "compression"
     assert shipped == overrides
-    assert shipped["losses"]["inde"] == 1000 and shipped["inde"]["grad_ratio"] == 3
+    assert shipped["losses"]["inde"] == 100 and shipped["inde"]["estimator"] == "disjoint"

@@ -30,7 +30,7 @@ from ..plugin import install_quantizers, prepare_process
 MEASURE = {"full": {"gap_fit_seconds": 600.0, "max_frames": None, "mmd_rows": 4096, "reconstruction_seconds": 300},
            "quick": {"gap_fit_seconds": 30.0, "max_frames": 3_000, "mmd_rows": 512, "reconstruction_seconds": 10}}
 RECOMMENDED_SOLVER = "compression/encodec_mmd_tiny_recommended"
-RECOMMENDED_OVERRIDES = ["losses.inde=1000", "inde.grad_ratio=3"]  # what RECOMMENDED_SOLVER adds
+RECOMMENDED_OVERRIDES = ["losses.inde=100", "inde.estimator=disjoint"]  # what RECOMMENDED_SOLVER adds
 LM_FULL = {"epochs": 2, "updates": 100}
 LM_QUICK = {"epochs": 1, "updates": 4}
 # one predictor seed: at this size the spread that matters is the codec seeds' (scripts/sweep_recommended.py)
