@@ -14,6 +14,8 @@ and the comparison figure (demo_results.png, `mmd-audiocraft compare`'s plot).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -150,15 +152,15 @@ def evaluate_codec(sig: str, manifests: Path, quick: bool, gap: GapOptions | Non
     from ..models import load_compression_model
     from ..train import main as dora_main
 
-    cache = dora_main.dora.dir / "xps" / sig / f"demo_measure_{split}{'_quick' if quick else ''}.json"
-    if cache.exists():  # measured before (by the demo or the sweep): the codec and the data have not changed
-        cached = json.loads(cache.read_text())
-        if gap is None or cached.get("gap") is not None:
-            return cached
+    budget = MEASURE["quick" if quick else "full"]
+    options = json.dumps([str(manifests), budget, None if gap is None else dataclasses.asdict(gap)], sort_keys=True)
+    key = hashlib.sha1(options.encode()).hexdigest()[:8]
+    cache = dora_main.dora.dir / "xps" / sig / f"demo_measure_{split}_{key}.json"
+    if cache.exists():  # measured before with the same data and options (by the demo or the sweep)
+        return json.loads(cache.read_text())
     install_quantizers()
     loaded = load_compression_model(f"//sig/{sig}")
     manifest, files = read_manifest(manifests / split)
-    budget = MEASURE["quick" if quick else "full"]
     fit = valid = None
     if gap is not None:
         fit = encode_files(loaded, read_manifest(manifests / "train")[1], desc="encoding train (gap fit)",
