@@ -243,7 +243,10 @@ def gap_report(codes: list, bins: int, pattern: str, options: GapOptions, fit=No
     from tqdm import tqdm
 
     if fit is None:
-        fit, valid, codes = split_by_index(codes)
+        try:
+            fit, valid, codes = split_by_index(codes)
+        except ValueError as exc:  # too few segments: a user error, one line from the CLI
+            raise MeasureInputError(f"--gap: {exc}; measure more data or a shorter --segment") from exc
     k = codes[0].shape[1]
     with tqdm(total=len(options.seeds) * (k - 1) * 2, unit="predictor", desc="factorization gap", file=sys.stderr,
               disable=None if progress is None else not progress, dynamic_ncols=True) as bar:
