@@ -475,3 +475,11 @@ def test_exported_package_measures_like_its_checkpoint(trained_codec, fixture_ma
     for name in ("file", "folder", "path"):
         for key in ("n_frames", "usage", "pairwise", "total_correlation"):
             assert reports[name][key] == reports["checkpoint"][key], (name, key)
+
+
+def test_gap_on_too_few_segments_is_an_input_error_naming_the_option():
+    from mmd_audiocraft.metrics.factorization_gap import GapOptions
+
+    codes = [np.zeros((1, 4, 50), dtype=np.int16)] * 2
+    with pytest.raises(measure.MeasureInputError, match=r"--gap: need at least 3 items .* got 2"):
+        measure.gap_report(codes, 128, "delay", GapOptions(seeds=(0,)))
