@@ -96,12 +96,12 @@ def main() -> int:
         return 0
 
     from mmd_audiocraft.demo import corpus
-    from mmd_audiocraft.demo.run import FULL, GAP_FULL, _cache_dir, common_args, train_all
+    from mmd_audiocraft.demo.run import FULL, GAP_FULL, cache_dir, common_args, train_all
     from mmd_audiocraft.plugin import prepare_process
 
     prepare_process()
     root = corpus.build(sample_rates=(16000,), quick=False)
-    env = dict(os.environ, MMD_AUDIOCRAFT_CORPUS=str(root), AUDIOCRAFT_DORA_DIR=str(_cache_dir() / "demo" / "dora"),
+    env = dict(os.environ, MMD_AUDIOCRAFT_CORPUS=str(root), AUDIOCRAFT_DORA_DIR=str(cache_dir() / "demo" / "dora"),
                HF_HUB_OFFLINE="1")
     os.environ.update({k: env[k] for k in ("MMD_AUDIOCRAFT_CORPUS", "AUDIOCRAFT_DORA_DIR", "HF_HUB_OFFLINE")})
     runs = {f"{name} seed={seed}": common_args(FULL, seed) + CANDIDATES[name]

@@ -47,7 +47,7 @@ def _log(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     return Path(os.environ.get("MMD_AUDIOCRAFT_CACHE", Path.home() / ".cache" / "mmd-audiocraft"))
 
 
@@ -148,7 +148,7 @@ def evaluate_codec(sig: str, manifests: Path, quick: bool, gap: GapOptions | Non
     """Independence, factorization gap and reconstruction of one trained codec on a held-out split of the
     corpus (`manifests`/{train,valid,evaluate}); the gap's predictors fit on train codes, stop on valid ones."""
     from ..manifest import read_manifest
-    from ..measure import encode_files, measure_model
+    from ..measure import encode_files, measure_model, write_json
     from ..models import load_compression_model
     from ..train import main as dora_main
 
@@ -172,14 +172,8 @@ def evaluate_codec(sig: str, manifests: Path, quick: bool, gap: GapOptions | Non
     report["data"] = str(manifest.resolve())
     result = {"report": report, "mmd": report.get("mmd"), "gap": report.get("factorization_gap"),
               "reconstruction": reconstruction(loaded.model, files, max_seconds=budget["reconstruction_seconds"])}
-    cache.write_text(json.dumps(result, indent=2, default=_json_default))
+    write_json(result, cache)
     return result
-
-
-def _json_default(value):
-    from ..measure import _json_default as default
-
-    return default(value)
 
 
 def _row(label: str, values: list, fmt: str = "{:.3f}") -> str:
@@ -293,7 +287,7 @@ def main(argv=None) -> int:
 
     _log("corpus: " + ("quick" if args.quick else "full") + " (built once, then cached)")
     corpus_root = corpus.build(sample_rates=(16000,), quick=args.quick)
-    demo_dir = _cache_dir() / ("demo-quick" if args.quick else "demo")
+    demo_dir = cache_dir() / ("demo-quick" if args.quick else "demo")
     if args.fresh and demo_dir.exists():
         shutil.rmtree(demo_dir)
     env = dict(os.environ, MMD_AUDIOCRAFT_CORPUS=str(corpus_root), AUDIOCRAFT_DORA_DIR=str(demo_dir / "dora"),
