@@ -480,7 +480,9 @@ def label(row: dict, settings: Sequence[str]) -> str:
 
 
 def _gap_cell(gap: dict | None) -> str:
-    return "-" if gap is None else f"{gap['total_bits']:.3f} ± {gap['spread_bits']:.3f}"
+    from .metrics.factorization_gap import format_gap_bits
+
+    return "-" if gap is None else f"{format_gap_bits(gap['total_bits'])} ± {gap['spread_bits']:.3f}"
 
 
 def _lm_columns(rows: list[dict]) -> list[str]:

@@ -1,9 +1,10 @@
 """The sweep behind the recommended small-codec setting (README, `solver=compression/encodec_mmd_tiny_recommended`).
 
-Trains the demo's tiny codec (same corpus, budget and overrides as `make demo`) for each candidate setting and
-seed, in the demo's Dora dir, then measures each codec on the valid split (where the setting is chosen) and on
-the evaluate split (where it is reported): corrected pairwise TC, per-codebook entropy, log-mel L1, and the
-delay pattern's factorization gap (predictors fit on train codes, stopped on valid codes, scored on evaluate).
+Trains the demo's tiny codec (same corpus and overrides as `make demo`, but batches of 16: `SWEEP`) for each
+candidate setting and seed, in the demo's Dora dir, then measures each codec on the valid split (where the setting
+is chosen) and on the evaluate split (where it is reported): corrected pairwise TC, per-codebook entropy, log-mel
+L1, and the delay pattern's factorization gap (predictors fit on train codes, stopped on valid codes, scored on
+evaluate).
 
     python scripts/sweep_recommended.py --seeds 42 43 [--settings baseline paper grad_ratio=1 ...]
         [--out benchmarks/results/sweep_recommended.json]
@@ -96,7 +97,7 @@ def main() -> int:
         return 0
 
     from mmd_audiocraft.demo import corpus
-    from mmd_audiocraft.demo.run import FULL, GAP_FULL, cache_dir, common_args, train_all
+    from mmd_audiocraft.demo.run import GAP_FULL, SWEEP, cache_dir, common_args, train_all
     from mmd_audiocraft.plugin import prepare_process
 
     prepare_process()
@@ -104,7 +105,7 @@ def main() -> int:
     env = dict(os.environ, MMD_AUDIOCRAFT_CORPUS=str(root), AUDIOCRAFT_DORA_DIR=str(cache_dir() / "demo" / "dora"),
                HF_HUB_OFFLINE="1")
     os.environ.update({k: env[k] for k in ("MMD_AUDIOCRAFT_CORPUS", "AUDIOCRAFT_DORA_DIR", "HF_HUB_OFFLINE")})
-    runs = {f"{name} seed={seed}": common_args(FULL, seed) + CANDIDATES[name]
+    runs = {f"{name} seed={seed}": common_args(SWEEP, seed) + CANDIDATES[name]
             for seed in args.seeds for name in args.settings}
     if args.measure_only:
         from mmd_audiocraft.train import main as dora_main

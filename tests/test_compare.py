@@ -116,6 +116,10 @@ def test_factorization_gap_is_read_from_the_cached_report_and_checked(tmp_path, 
     (xp / "factorization_gap.json").write_text(json.dumps(gap))
     assert cli.main(["compare", str(xp)]) == 0
     assert "0.125 ± 0.020" in capsys.readouterr().out
+    (xp / "factorization_gap.json").write_text(json.dumps({**gap, "total_bits": -0.02}))  # below 0: noise only
+    assert cli.main(["compare", str(xp)]) == 0
+    out = capsys.readouterr().out
+    assert "<=0 ± 0.020" in out and "-0.02" not in out
     (xp / "factorization_gap.json").write_text(json.dumps({"total_bits": "0.1", "spread_bits": 0.0}))
     message = one_line_error(capsys, ["compare", str(xp)])
     assert "factorization_gap.json: 'total_bits' is '0.1', expected a number of bits" in message

@@ -11,6 +11,7 @@ from sklearn.metrics import mutual_info_score
 
 from mmd_audiocraft.metrics import codes_to_rows
 from mmd_audiocraft.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index, step_codes
+from mmd_audiocraft.metrics.planted_codes import planted_chain
 
 C = 6        # codebook size
 STAY = 0.6   # codebook 0: keeps its previous code with this probability, else uniform
@@ -30,18 +31,7 @@ def copy_channel(prob: float) -> np.ndarray:
 
 
 def chain(items: int, frames: int, source: str, rng: np.random.Generator) -> np.ndarray:
-    """Codes [items, 2, frames]. z0 is a sticky Markov chain. z1[t] copies (COPY) z0[t] ("same frame"),
-    z0[t-1] ("previous frame"), or z1 is uniform and z0[t] copies z1[t-1] ("z0 copies previous z1")."""
-    z = rng.integers(0, C, (items, 2, frames))
-    for t in range(1, frames):
-        keep = rng.random(items) < STAY
-        if source == "z0 copies previous z1":
-            z[:, 0, t] = np.where(rng.random(items) < COPY, z[:, 1, t - 1], z[:, 0, t])
-            continue
-        z[:, 0, t] = np.where(keep, z[:, 0, t - 1], z[:, 0, t])
-        src = z[:, 0, t] if source == "same frame" else z[:, 0, t - 1]
-        z[:, 1, t] = np.where(rng.random(items) < COPY, src, z[:, 1, t])
-    return z
+    return planted_chain(items, frames, source, rng, card=C, stay=STAY, copy=COPY)
 
 
 def planted_same_frame_bits() -> float:

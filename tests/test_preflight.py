@@ -8,6 +8,7 @@ run real `dora -P mmd_audiocraft run` processes, 2 gloo processes included.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -16,7 +17,7 @@ import torch
 
 from mmd_audiocraft.solvers.preflight import ConfigError, check_batch_sizes
 
-from .conftest import TINY, finish, load_checkpoint, start_dora
+from .conftest import ROOT, TINY, finish, load_checkpoint, start_dora
 
 CODEC = ["solver=compression/encodec_mmd_tiny", "dataset.batch_size=4", "dataset.train.num_samples=8",
          "dataset.valid.num_samples=4", "dataset.evaluate.num_samples=4"]
@@ -218,4 +219,20 @@ def test_recommended_config_is_the_tiny_codec_with_the_demos_recommended_overrid
                                        resolve=True)
     assert shipped.pop("solver") == overrides.pop("solver") == "compression"
     assert shipped == overrides
-    assert shipped["losses"]["inde"] == 100 and shipped["inde"]["estimator"] == "disjoint"
+    assert shipped["losses"]["inde"] == 1000 and shipped["inde"]["grad_ratio"] == 1
+
+
+def test_demo_budget_halves_the_batch_and_the_sweep_budget_adds_no_override(compose):
+    """The demo trains on batches of 8 (its 20-minute budget) for the same 400 updates; the sweep's budget adds no
+    batch override, so its XPs keep the signatures of benchmarks/results/sweep_recommended.json."""
+    from mmd_audiocraft.demo.run import FULL, RECOMMENDED_OVERRIDES, SWEEP, common_args
+
+    demo, sweep = compose(*common_args(FULL)).cfg, compose(*common_args(SWEEP)).cfg
+    assert (demo.dataset.batch_size, demo.dataset.train.num_samples) == (8, 8 * 50)
+    assert (sweep.dataset.batch_size, sweep.dataset.train.num_samples) == (16, 16 * 50)
+    assert demo.optim.epochs * demo.optim.updates_per_epoch == sweep.optim.epochs * sweep.optim.updates_per_epoch == 400
+    assert not any(a.startswith("dataset.batch_size=") for a in common_args(SWEEP))
+    recorded = json.loads((ROOT / "benchmarks" / "results" / "sweep_recommended.json").read_text())
+    for seed in (42, 43):  # the recommended setting's sweep XPs, as recorded
+        xp = compose(*common_args(SWEEP, seed), *RECOMMENDED_OVERRIDES)
+        assert xp.sig == recorded[f"grad_ratio=1 seed={seed}"]["xp"]

@@ -32,7 +32,7 @@ from torch import nn
 
 from .counts import as_numpy, codes_to_rows
 
-__all__ = ["GapOptions", "step_codes", "factorization_gap", "split_by_index", "entropy_bits"]
+__all__ = ["GapOptions", "step_codes", "factorization_gap", "split_by_index", "entropy_bits", "format_gap_bits"]
 
 LN2 = math.log(2.0)
 CONVERGED_SLACK_BITS = 0.02  # a predictor scoring worse than the test codes' unigram entropy by more has not fit
@@ -243,3 +243,9 @@ def factorization_gap(fit, test, card: int, *, valid=None, pattern: str = "delay
         "converged": bool(worst <= CONVERGED_SLACK_BITS),
         "delays": None if delays is None else [int(d) for d in delays],
     }
+
+
+def format_gap_bits(bits: float, fmt: str = ".3f") -> str:
+    """A gap estimate as a summary table shows it: "<=0" when it is not above zero (the two predictors' held-out
+    CEs differ only by their noise: no dependence detected), never a negative amount of information."""
+    return "<=0" if bits <= 0 else format(bits, fmt)
