@@ -76,7 +76,9 @@ def table(results: dict) -> str:
         met = [np.mean(tc) <= 0.4 * b_tc, ent >= 0.9, np.mean(mel) <= b_mel,
                bool(gap) and bool(b_gap) and np.mean(b_gap) - np.mean(gap) > spread and len(gap) > 1]
         cell = lambda v, f: " / ".join(format(x, f) for x in v)  # noqa: E731
-        gaps = " / ".join(f"{g:.3f} ± {d:.3f}" for g, d in zip(gap, std)) or "-"
+        seeds = [len(r["gap"]["seeds"]) for r in runs if r.get("gap")]
+        gaps = " / ".join(f"{g:.3f} ± {d:.3f}" if n > 1 else f"{g:.3f} (1 predictor)"
+                          for g, d, n in zip(gap, std, seeds)) or "-"
         lines.append(f"| {name} | {len(runs)} | {cell(tc, '.2f')} | {ent:.2f} | {cell(mel, '.3f')} | {gaps} | "
                      f"{'TC ' if met[0] else ''}{'H ' if met[1] else ''}{'mel ' if met[2] else ''}"
                      f"{'gap' if met[3] else ''} |")
