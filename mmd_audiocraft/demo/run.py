@@ -35,7 +35,7 @@ RECOMMENDED_SOLVER = "compression/encodec_mmd_tiny_recommended"
 RECOMMENDED_OVERRIDES = ["losses.inde=1000", "inde.grad_ratio=1"]  # what RECOMMENDED_SOLVER adds
 LM_FULL = {"epochs": 2, "updates": 100}
 LM_QUICK = {"epochs": 1, "updates": 4}
-# three predictor seeds: on this much held-out audio one estimate moves by ~0.06-0.08 bits per step from one
+# three predictor seeds: on this much held-out audio one estimate moves by up to ~0.1 bits per step from one
 # predictor seed to the next (as much as the differences between codecs), so the mean and its spread are shown
 GAP_FULL = GapOptions(seeds=(0, 1, 2), hidden=128, max_steps=30_000, patience=3)
 GAP_QUICK = GapOptions(seeds=(0,), hidden=32, max_epochs=2, max_steps=2_000)
