@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -130,8 +129,7 @@ def _run_measure(args: argparse.Namespace) -> int:
         if (xp_dir / "history.json").exists():  # an XP's checkpoint: cache the gap where `compare` reads it
             from .compare import GAP_FILE
 
-            (xp_dir / GAP_FILE).write_text(json.dumps(result["factorization_gap"], indent=2) + "\n")
-            print(f"wrote {xp_dir / GAP_FILE}", file=sys.stderr)
+            print(f"wrote {write_json(result['factorization_gap'], xp_dir / GAP_FILE)}", file=sys.stderr)
     if args.json:
         print(f"wrote {write_json(result, args.json)}", file=sys.stderr)
     if args.plot:

@@ -308,6 +308,8 @@ def main(argv=None) -> int:
     lm_codecs = ("recommended",) if args.quick else ("baseline", "recommended")  # quick: every phase, cheaply
     lms = {} if args.no_lm else train_lms(sigs, lm_codecs, LM_QUICK if args.quick else LM_FULL, args.seed, env)
 
+    from ..compare import GAP_FILE
+    from ..measure import write_json
     from ..train import main as dora_main
 
     results = {}
@@ -319,7 +321,7 @@ def main(argv=None) -> int:
         results[name]["training"] = training_summary(xp_dir)
         results[name]["xp"] = sig
         results[name]["lm"] = lms.get(name)
-        (xp_dir / "factorization_gap.json").write_text(json.dumps(results[name]["gap"], indent=2))
+        write_json(results[name]["gap"], xp_dir / GAP_FILE)  # what `compare` reads
     print_table(results)
     payload = {"budget": budget, "seed": args.seed, "corpus": str(corpus_root), "quick": args.quick,
                "seconds": round(time.time() - start, 1), "codecs": results}

@@ -26,7 +26,7 @@ def planted_chain(items: int, frames: int, source: str, rng: np.random.Generator
         raise ValueError(f"planted_chain: source={source!r}, expected one of {SOURCES}")
     z = rng.integers(0, card, (items, 2, frames))
     for t in range(1, frames):
-        keep = rng.random(items) < stay
+        keep = rng.random(items) < stay  # drawn in every case: one random stream per (seed, items, frames)
         if source == "z0 copies previous z1":
             z[:, 0, t] = np.where(rng.random(items) < copy, z[:, 1, t - 1], z[:, 0, t])
             continue
