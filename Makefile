@@ -26,13 +26,13 @@ test-fast: setup
 	$(PY) scripts/run_pytest.py -m "not slow"
 
 corpus: setup
-	$(PY) -m mmd_audiocraft.demo.corpus
+	$(PY) -m mmd_audiocraft.apps.demo.corpus
 
 demo: setup
-	$(PY) -m mmd_audiocraft.demo $(DEMO_ARGS)
+	$(PY) -m mmd_audiocraft.apps.demo $(DEMO_ARGS)
 
 demo-quick: setup
-	$(PY) -m mmd_audiocraft.demo --quick $(DEMO_ARGS)
+	$(PY) -m mmd_audiocraft.apps.demo --quick $(DEMO_ARGS)
 
 bench: setup
 	$(PY) benchmarks/bench_mmd.py

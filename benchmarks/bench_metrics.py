@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from mmd_audiocraft.metrics import CodeCounts, independence_report, mutual_information
+from mmd_audiocraft.core.metrics import CodeCounts, independence_report, mutual_information
 
 
 def make_codes(n: int, K: int, M: int, seed: int) -> np.ndarray:

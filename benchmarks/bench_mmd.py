@@ -1,10 +1,10 @@
 """Speed and memory of the MMD^2 estimator vs a naive dense baseline and the matmul floor; prints JSON.
 
 Cases, each timed forward + backward on x, y ~ scale * N(0, 1) of shape [n, d], 6 Gaussian bandwidths:
-- ours:  mmd_audiocraft.mmd.mmd2_unbiased (automatic dense/tiled choice);
+- ours:  mmd_audiocraft.core.mmd.mmd2_unbiased (automatic dense/tiled choice);
 - naive: torch.cdist per bandwidth, every kernel matrix kept for autograd (how such code is often written);
 - floor: the three n x n x d Gram matmuls alone (x@x.T, y@y.T, x@y.T), forward + backward;
-- blocks: mmd_audiocraft.mmd.mmd2_blocks with blocks of BLOCK_ROWS rows (`inde.block_rows`), where n allows 2+.
+- blocks: mmd_audiocraft.core.mmd.mmd2_blocks with blocks of BLOCK_ROWS rows (`inde.block_rows`), where n allows 2+.
 Every case runs in a fresh subprocess; peak extra memory = peak RSS minus the RSS after imports and input
 allocation (CPU; the peak is reset through /proc/self/clear_refs), or torch.cuda.max_memory_allocated minus
 the allocation after inputs (CUDA). The naive case is skipped where its memory estimate (scaled as n^2 from
@@ -70,7 +70,7 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
     """One case in this (fresh) process: returns seconds (best of repeats) and peak extra memory in MB."""
     import torch
 
-    from mmd_audiocraft.mmd import mmd2_blocks, mmd2_unbiased
+    from mmd_audiocraft.core.mmd import mmd2_blocks, mmd2_unbiased
 
     if threads:
         torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmd_audiocraft.loss import MMDIndependenceLoss, independence_loss
+from mmd_audiocraft.core.loss import MMDIndependenceLoss, independence_loss
 
 STEPS, BATCH, LENGTH = 200, 16, 256
 N_Q, BINS, DIM = 3, 32, 8

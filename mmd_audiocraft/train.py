@@ -3,7 +3,7 @@
 audiocraft's config tree (plus ours, appended to its search path), audiocraft's own `main` body and Dora folder,
 so `//sig/SIG` resolves from either side; only the solver selection is extended, from outside.
 """
-from .plugin import audiocraft_config_dir, install_all, prepare_process
+from .integration.seams import audiocraft_config_dir, install_all, prepare_process
 
 prepare_process()  # USER, offline hub, os.getlogin: before audiocraft and Dora read them (plugin.py)
 
@@ -11,8 +11,8 @@ from audiocraft import train as audiocraft_train  # noqa: E402
 from audiocraft.utils.cluster import get_slurm_parameters  # noqa: E402
 from dora import hydra_main  # noqa: E402
 
-from .distributed import init_distributed  # noqa: E402
-from .solvers.preflight import ConfigError  # noqa: E402
+from .integration.distributed import init_distributed  # noqa: E402
+from .integration.preflight import ConfigError  # noqa: E402
 
 install_all()  # every seam (plugin.py): config search path, checkpoints, solver selection and preflight
 

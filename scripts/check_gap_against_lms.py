@@ -2,7 +2,7 @@
 
 On real codecs a tiny flatten (unroll) LM never catches up with the delay LM (K times longer sequences), so
 "delay CE - flatten CE" there measures training difficulty. Here the codes are small synthetic ones
-(`mmd_audiocraft.metrics.planted_codes`: 2 codebooks of 6 codes, 50 frames) whose exact entropy rate is known,
+(`mmd_audiocraft.core.metrics.planted_codes`: 2 codebooks of 6 codes, 50 frames) whose exact entropy rate is known,
 and audiocraft's own MusicGen LM (`audiocraft.models.lm.LMModel`, 2 layers x 64 dims, no conditioning) is
 trained on fresh samples for each pattern until both reach that rate. Then, per frame in bits:
 
@@ -52,7 +52,7 @@ def cross_entropy_bits_per_frame(lm, codes: torch.Tensor) -> torch.Tensor:
 
 
 def train_lm(pattern: str, source: str, steps: int, seed: int, batch: int = 64) -> dict:
-    from mmd_audiocraft.metrics.planted_codes import planted_chain
+    from mmd_audiocraft.core.metrics.planted_codes import planted_chain
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(1000 + seed)
@@ -75,8 +75,8 @@ def train_lm(pattern: str, source: str, steps: int, seed: int, batch: int = 64) 
 
 
 def gap(source: str, seed: int) -> dict:
-    from mmd_audiocraft.metrics.factorization_gap import GapOptions, factorization_gap
-    from mmd_audiocraft.metrics.planted_codes import planted_chain
+    from mmd_audiocraft.core.metrics.factorization_gap import GapOptions, factorization_gap
+    from mmd_audiocraft.core.metrics.planted_codes import planted_chain
 
     rng = np.random.default_rng(seed)
     fit, test = (planted_chain(n, FRAMES, source, rng, card=CARD) for n in (400, 160))

@@ -33,7 +33,7 @@ CANDIDATES = {
 
 
 def measure(name: str, sig: str, manifests: Path, gap, splits=("valid", "evaluate")) -> dict:
-    from mmd_audiocraft.demo.run import evaluate_codec, training_summary
+    from mmd_audiocraft.apps.demo.run import evaluate_codec, training_summary
     from mmd_audiocraft.train import main as dora_main
 
     out = {"xp": sig, "training": training_summary(dora_main.dora.dir / "xps" / sig)}
@@ -103,9 +103,9 @@ def main() -> int:
         print(table(merged))
         return 0
 
-    from mmd_audiocraft.demo import corpus
-    from mmd_audiocraft.demo.run import GAP_FULL, SWEEP, cache_dir, common_args, train_all
-    from mmd_audiocraft.plugin import prepare_process
+    from mmd_audiocraft.apps.demo import corpus
+    from mmd_audiocraft.apps.demo.run import GAP_FULL, SWEEP, cache_dir, common_args, train_all
+    from mmd_audiocraft.integration.seams import prepare_process
 
     prepare_process()
     root = corpus.build(sample_rates=(16000,), quick=False)

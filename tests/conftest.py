@@ -58,11 +58,12 @@ LM_CODEC = [*TINY, "losses.inde=1000", "encodec.renormalize=false", "dataset.eva
 @pytest.fixture(scope="session")
 def trained_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
     """(dora dir, XP folder) of the tiny codec (renormalising its input, as shipped) after one short epoch: the
-    README's command, as written."""
+    command of docs/TRAINING.md, as written."""
     from .documentation import documented, dora_args
 
     dora_dir = tmp_path_factory.mktemp("measure") / "dora"
-    run_dora(dora_args(documented("README.md", "solver=compression/encodec_mmd_tiny", "optim.updates_per_epoch=4")),
+    run_dora(dora_args(documented("docs/TRAINING.md", "solver=compression/encodec_mmd_tiny",
+                                      "optim.updates_per_epoch=4")),
              dora_dir, tiny_corpus)
     (xp,) = xp_dirs(dora_dir)
     return dora_dir, xp
@@ -100,7 +101,7 @@ def seeded_solver(xp, build=None):
     import numpy as np
     import torch
 
-    from mmd_audiocraft.plugin import install_solver_selection
+    from mmd_audiocraft.integration.seams import install_solver_selection
     from mmd_audiocraft.train import audiocraft_train
 
     install_solver_selection()

@@ -1,4 +1,5 @@
-"""The shell commands our documentation shows: every fenced ```bash block of README.md and examples/*.md.
+"""The shell commands our documentation shows: every fenced ```bash block of README.md, docs/*.md and
+examples/*.md.
 
 A command is one logical shell line (backslash continuations and multi-line quotes joined); its key is its
 words as the shell splits them, comments dropped, joined by single spaces, so re-wrapping a line in the
@@ -13,7 +14,8 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*.md")))
+DOCS = ("README.md", *sorted(str(p.relative_to(ROOT)) for folder in ("docs", "examples")
+                            for p in (ROOT / folder).glob("*.md")))
 _FENCE = re.compile(r"^([ \t]*)```bash[ \t]*\n(.*?)^\1```", re.S | re.M)
 
 

@@ -106,7 +106,7 @@ def run_step(words: list[str]) -> str:
 
 
 def main() -> None:
-    from mmd_audiocraft.plugin import install_all
+    from mmd_audiocraft.integration.seams import install_all
     from mmd_audiocraft.train import main as _  # noqa: F401  (our main's setup: config path, Dora dir)
 
     install_all()  # what our Dora main installs before audiocraft's main runs (checkpoints trusted included)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mmd_audiocraft import cli
-from mmd_audiocraft.compare import AT_NULL, compare
+from mmd_audiocraft.apps import cli
+from mmd_audiocraft.apps.compare import AT_NULL, compare
 
 from .conftest import dora_env, history, run_dora, xp_dirs
 from .documentation import documented
@@ -154,7 +154,7 @@ def test_lm_xps_of_the_dora_dir_give_their_last_valid_ce_per_pattern(tmp_path, c
 
 
 def test_bad_inputs_exit_2_naming_the_input(tmp_path, capsys):
-    assert "no/such/xp: no such XP folder, and not a grid of mmd_audiocraft/grids" in one_line_error(
+    assert "no/such/xp: no such XP folder, and not a grid of grids/" in one_line_error(
         capsys, ["compare", "no/such/xp"])
     message = one_line_error(capsys, ["compare", "mmd_codec_wieghts"])
     assert "mmd_codec_wieghts: no such XP folder" in message and "mmd_codec_weights" in message  # lists grids
@@ -171,7 +171,7 @@ def test_an_unknown_sig_names_the_folder_it_looked_for(tmp_path, capsys, monkeyp
     of the end-to-end test below)."""
     from types import SimpleNamespace
 
-    from mmd_audiocraft import compare as module
+    from mmd_audiocraft.apps import compare as module
 
     monkeypatch.setattr(module, "_main", lambda: SimpleNamespace(dora=SimpleNamespace(dir=tmp_path / "dora")))
     assert one_line_error(capsys, ["compare", "//sig/0000dead"]) == (
@@ -183,7 +183,7 @@ def test_an_unknown_sig_names_the_folder_it_looked_for(tmp_path, capsys, monkeyp
 # -- end to end: the grid's XPs, two of them trained ------------------------------------------------------------
 def run_compare(args: list[str], dora_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
     """`mmd-audiocraft compare ARGS` in a subprocess, on `dora_dir`, at the grids' CPU scale."""
-    return subprocess.run([sys.executable, "-m", "mmd_audiocraft.cli", "compare", *args],
+    return subprocess.run([sys.executable, "-m", "mmd_audiocraft.apps.cli", "compare", *args],
                           env=dora_env(dora_dir, MMD_GRID_PROFILE="cpu"), cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 

@@ -21,13 +21,13 @@ import pytest
 import soundfile as sf
 from omegaconf import OmegaConf
 
-from mmd_audiocraft.demo import corpus
-from mmd_audiocraft.demo.corpus import CorpusError, Plan, SourceFile
+from mmd_audiocraft.apps.demo import corpus
+from mmd_audiocraft.apps.demo.corpus import CorpusError, Plan, SourceFile
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "assets" / "music"
-DSETS = {16000: REPO / "mmd_audiocraft/config/dset/audio/mmd_music_16khz.yaml",
-         32000: REPO / "mmd_audiocraft/config/dset/audio/mmd_music_32khz.yaml"}
+DSETS = {16000: REPO / "config/dset/audio/mmd_music_16khz.yaml",
+         32000: REPO / "config/dset/audio/mmd_music_32khz.yaml"}
 
 
 # ------------------------------------------------------------------------------------------------ split
@@ -325,7 +325,7 @@ def test_build_end_to_end_from_local_packages(tmp_path, capsys):
 
 
 def test_cli_reports_ready_corpus(tmp_path):
-    """The cached path of `python -m mmd_audiocraft.demo.corpus` finds a complete corpus and rebuilds nothing."""
+    """The cached path of `python -m mmd_audiocraft.apps.demo.corpus` finds a complete corpus and rebuilds nothing."""
     packages, files = corpus.load_sources()
     plan = corpus.FULL_PLAN
     key = corpus.corpus_key(plan, [f for f in files if f.package in plan.packages])
@@ -335,7 +335,7 @@ def test_cli_reports_ready_corpus(tmp_path):
             (tmp_path / corpus.rate_dir_name(sr) / manifest / "data.jsonl").write_text("")
     (tmp_path / corpus.MARKER).write_text(json.dumps({"key": key, "sample_rates": [16000, 32000]}))
     marker = (tmp_path / corpus.MARKER).stat().st_mtime_ns
-    proc = subprocess.run([sys.executable, "-m", "mmd_audiocraft.demo.corpus", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "mmd_audiocraft.apps.demo.corpus", "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and "corpus ready" in proc.stdout
     assert (tmp_path / corpus.MARKER).stat().st_mtime_ns == marker

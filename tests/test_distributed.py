@@ -20,7 +20,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mmd_audiocraft.distributed import (
+from mmd_audiocraft.core.loss import independence_loss
+from mmd_audiocraft.core.metrics import CodeCounts
+from mmd_audiocraft.core.sampling import VectorSample
+from mmd_audiocraft.integration.distributed import (
     PerRankState,
     all_gather_objects,
     gather_rows,
@@ -28,9 +31,6 @@ from mmd_audiocraft.distributed import (
     merge_counts_across_ranks,
     merge_vector_samples,
 )
-from mmd_audiocraft.loss import independence_loss
-from mmd_audiocraft.measure import VectorSample
-from mmd_audiocraft.metrics import CodeCounts
 
 from .conftest import dora_env, history, run_dora, xp_dirs
 from .documentation import documented, dora_args
@@ -304,7 +304,7 @@ def test_two_process_training_run(tiny_corpus, tmp_path, launcher, global_mmd):
     training with the per-process MMD."""
     dora_dir = tmp_path / "dora"
     if launcher == "dora -d":
-        args = dora_args(documented("README.md", "--ddp_workers 2"))
+        args = dora_args(documented("docs/MULTI_GPU.md", "--ddp_workers 2"))
         assert "inde.global=true" in args
         run_dora(args, dora_dir, tiny_corpus, timeout=600)
     else:

@@ -1,8 +1,8 @@
-"""Every command line the README and examples/ show (their ```bash blocks) is exercised, as written.
+"""Every command line README.md, docs/ and examples/ show (their ```bash blocks) is exercised, as written.
 
-TABLE says how, for each documented command (normalised by tests/documentation.py), and a command missing
-from it fails the first test. Placeholders (SIG, paths like /checkpoint/$USER/mmd, <your dset>) are replaced by
-the test's own (SUBSTITUTIONS); no override is added to any command. The ways:
+TABLE says how, for each documented command (normalised by tests/documentation.py), and a command missing from
+it fails the first test. Placeholders (SIG, paths like /checkpoint/$USER/mmd, <your dset>) are replaced by the
+test's own (SUBSTITUTIONS); no override is added to any command. The ways:
 - RUN: really run here by bash, in document order, on the fixture corpus;
 - IN_PROCESS: really run, in the dry-run process (tests/dry_run_driver.py): `export`, `python -c`, `dora info`;
 - DRY: a cluster-scale command (the paper's 32 kHz codec on GPUs, SLURM grids): `dora run` composes the XP,
@@ -39,38 +39,59 @@ SLURM = "tests/test_slurm_cluster.py: the same actions and grids, on the test's 
 
 EXPORT_SNIPPET = "\n".join([
     "python -c ",
-    "from mmd_audiocraft.plugin import trusting_torch_load   # torch >= 2.6: trust your own file",
+    "from mmd_audiocraft.integration.seams import trusting_torch_load   # torch >= 2.6: trust your own file",
     "from audiocraft.utils.export import export_encodec",
     "with trusting_torch_load():",
     "    export_encodec('/checkpoint/me/mmd/xps/SIG/checkpoint.th', '/data/codecs/mine/compression_state_dict.bin')",
 ])
 FT = "dora -P mmd_audiocraft run solver=compression/encodec_mmd_musicgen_32khz"
+CODEC32 = "dora -P mmd_audiocraft run solver=compression/encodec_musicgen_32khz"
 
 TABLE = {
     "README.md": {
         "make demo": DEMO_QUICK,
         "make test": CI,
+        f"{CODEC32} dset=<your dset> losses.inde=1000": DRY,
+        f"{CODEC32} dset=<your dset> losses.inde=1000 inde.grad_ratio=1": DRY,
+        "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
+        "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
+        "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
+        f"{FT} continue_from=//pretrained/facebook/encodec_32khz": DRY,
+        "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir --json report.json": RUN,
+        "mmd-audiocraft compare mmd_codec_weights --json weights.json --plot weights.png": COMPARE,
+    },
+    "docs/INSTALL.md": {
         "pip install -e /path/to/audiocraft --no-deps": SETUP,
         "pip install -e /path/to/mmd-audiocraft": SETUP,
-        "dora -P mmd_audiocraft run solver=compression/encodec_musicgen_32khz dset=<your dset> losses.inde=1000":
-            DRY,
-        "dora -P mmd_audiocraft run solver=compression/encodec_musicgen_32khz dset=audio/mmd_music_32khz "
-        "losses.inde=1000": DRY,
+        f"{CODEC32} dset=<your dset> losses.inde=1000": DRY,
+    },
+    "docs/TRAINING.md": {
+        f"{CODEC32} dset=audio/mmd_music_32khz losses.inde=1000": DRY,
         "dora -P mmd_audiocraft run solver=compression/encodec_mmd_musicgen_32khz": DRY,
         "dora -P mmd_audiocraft run solver=compression/encodec_mmd_tiny losses.inde=1000 optim.epochs=1 "
         "optim.updates_per_epoch=4": TINY_CODEC,
-        "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir [--max-frames N] "
-        "[--pattern delay|parallel] [--json OUT.json] [--plot OUT.png] [--batch-size 8] [--segment 10] "
-        "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint] [--gap]": RUN,
-        "mmd-audiocraft compare mmd_codec_weights --json weights.json --plot weights.png": COMPARE,
-        "dora -P mmd_audiocraft run -d --ddp_workers 2 solver=compression/encodec_mmd_tiny losses.inde=1000 "
-        "inde.global=true optim.epochs=1 optim.updates_per_epoch=2": DDP,
+    },
+    "docs/GRIDS.md": {
+        "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
+        "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
+        "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
         "sudo scripts/slurm_cluster.sh start": SLURM,
         "export SLURM_CONF=/tmp/mmd-slurm/etc/slurm.conf": SLURM,
         "export MMD_GRID_PROFILE=cpu AUDIOCRAFT_DORA_DIR=/tmp/mmd/dora": SLURM,
         "dora -P mmd_audiocraft grid mmd_codec_decoding --no_git_save -i 0.1": SLURM,
         "dora -P mmd_audiocraft grid mmd_musicgen --no_git_save -i 0.1": SLURM,
         "sudo scripts/slurm_cluster.sh stop": SLURM,
+    },
+    "docs/MEASURING.md": {
+        "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir [--max-frames N] "
+        "[--pattern delay|parallel] [--json OUT.json] [--plot OUT.png] [--batch-size 8] [--segment 10] "
+        "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint] [--gap]": RUN,
+        # the same command as the README's, which the compare test reads
+        "mmd-audiocraft compare mmd_codec_weights --json weights.json --plot weights.png": COMPARE,
+    },
+    "docs/MULTI_GPU.md": {
+        "dora -P mmd_audiocraft run -d --ddp_workers 2 solver=compression/encodec_mmd_tiny losses.inde=1000 "
+        "inde.global=true optim.epochs=1 optim.updates_per_epoch=2": DDP,
     },
     "examples/cluster_walkthrough.md": {
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
@@ -99,7 +120,7 @@ TABLE = {
         "scripts/slurm_cluster.sh start": SLURM,
         "eval $(scripts/slurm_cluster.sh env)": SLURM,
         "export MMD_GRID_PROFILE=cpu AUDIOCRAFT_DORA_DIR=/tmp/mmd/dora HF_HUB_OFFLINE=1": SLURM,
-        "python -m mmd_audiocraft.demo.corpus --quick": SLURM,
+        "python -m mmd_audiocraft.apps.demo.corpus --quick": SLURM,
         "export MMD_AUDIOCRAFT_CORPUS=~/.cache/mmd-audiocraft/corpus/quick": SLURM,
         "dora -P mmd_audiocraft grid mmd_codec_decoding --no_git_save -i 0.1": SLURM,
         "dora -P mmd_audiocraft grid mmd_musicgen --no_git_save --no_monitoring": SLURM,
@@ -115,7 +136,7 @@ TABLE = {
         EXPORT_SNIPPET: IN_PROCESS,
         f"{FT} continue_from=//pretrained//data/codecs/mine/compression_state_dict.bin": DRY,
         f"{FT} continue_from=//pretrained/facebook/encodec_32khz": DRY,
-        "python -m mmd_audiocraft.demo.corpus --out /tmp/ft/corpus --quick": RUN,
+        "python -m mmd_audiocraft.apps.demo.corpus --out /tmp/ft/corpus --quick": RUN,
         "export HF_HUB_OFFLINE=1 AUDIOCRAFT_DORA_DIR=/tmp/ft/dora MMD_AUDIOCRAFT_CORPUS=/tmp/ft/corpus/quick": RUN,
         "TINY=solver=compression/encodec_mmd_tiny optim.epochs=1 optim.updates_per_epoch=5 evaluate.every=1": RUN,
         "dora -P mmd_audiocraft run $TINY": RUN,
@@ -128,8 +149,15 @@ TABLE = {
 # folder; the SIGs come from the runs before (the driver sets $GRID_SIG after a grid, $CODEC32_SIG when it
 # prepares the 32 kHz codec the fine-tuning example starts from).
 SUBSTITUTIONS = {
-    "README.md": [(r"<your dset>", "audio/mmd_music_32khz"), (r"\s*\\\n\s*", " "), (r"\s*\[[^\]]*\]", ""),
+    "README.md": [(r"<your dset>", "audio/mmd_music_32khz"), (r"/checkpoint/\$USER/mmd", "$WORK/readme/dora"),
                   (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"), (r"//sig/SIG\b", "//sig/$TINY_SIG")],
+    "docs/INSTALL.md": [(r"<your dset>", "audio/mmd_music_32khz")],
+    "docs/TRAINING.md": [],
+    "docs/GRIDS.md": [(r"/checkpoint/\$USER/mmd", "$WORK/grids/dora")],
+    "docs/MEASURING.md": [(r"\s*\\\n\s*", " "), (r"\s*\[[^\]]*\]", ""),
+                          (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"),
+                          (r"//sig/SIG\b", "//sig/$TINY_SIG")],
+    "docs/MULTI_GPU.md": [],
     "examples/cluster_walkthrough.md": [(r"/checkpoint/\$USER/mmd", "$WORK/cluster/dora"), (r" -t 2\b", " --folder 2"),
                                         (r"/tmp/mmd/dora", "$WORK/chain/dora"),
                                         (r"//sig/SIG\b", "//sig/$LM_CODEC_SIG"), (r"-f SIG\b", "-f $GRID_SIG")],
@@ -140,6 +168,11 @@ SUBSTITUTIONS = {
 # what the driver does first for a document (e.g. the codec the fine-tuning example starts from)
 DRIVER_SETUP = {
     "README.md": ["AUDIOCRAFT_DORA_DIR=$WORK/readme/dora"],
+    "docs/INSTALL.md": ["AUDIOCRAFT_DORA_DIR=$WORK/install/dora"],
+    "docs/TRAINING.md": ["AUDIOCRAFT_DORA_DIR=$WORK/training/dora"],
+    "docs/GRIDS.md": [],
+    "docs/MEASURING.md": [],
+    "docs/MULTI_GPU.md": [],
     "examples/cluster_walkthrough.md": [],
     "examples/finetune_existing_codec.md": ["AUDIOCRAFT_DORA_DIR=$WORK/finetune/dora", "prepare-codec32"],
 }
@@ -165,8 +198,8 @@ def test_commands_run_elsewhere_are_run_there():
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.M) and re.search(r"^make demo-quick$", ci, re.M)
     makefile = (ROOT / "Makefile").read_text()
-    assert "demo-quick: setup\n\t$(PY) -m mmd_audiocraft.demo --quick $(DEMO_ARGS)" in makefile
-    assert "demo: setup\n\t$(PY) -m mmd_audiocraft.demo $(DEMO_ARGS)" in makefile
+    assert "demo-quick: setup\n\t$(PY) -m mmd_audiocraft.apps.demo --quick $(DEMO_ARGS)" in makefile
+    assert "demo: setup\n\t$(PY) -m mmd_audiocraft.apps.demo $(DEMO_ARGS)" in makefile
     setup = (ROOT / "scripts" / "setup_env.sh").read_text()
     assert 'pip install --quiet --no-deps --no-build-isolation -e "$src"' in setup  # audiocraft's sdist
     assert 'pip install --quiet --no-deps --no-build-isolation -e "$root"' in setup  # this checkout
@@ -223,9 +256,10 @@ def run_commands(doc: str) -> str:
 
 
 @pytest.mark.slow
-def test_readme_measure_on_the_readme_tiny_codec(tmp_path, tiny_corpus, trained_codec):
+@pytest.mark.parametrize("doc", ["README.md", "docs/MEASURING.md"])
+def test_measure_commands_on_the_documented_tiny_codec(doc, tmp_path, tiny_corpus, trained_codec):
     dora_dir, codec = trained_codec
-    proc = bash(run_commands("README.md"), tmp_path, AUDIOCRAFT_DORA_DIR=str(dora_dir), TINY_SIG=codec.name,
+    proc = bash(run_commands(doc), tmp_path, AUDIOCRAFT_DORA_DIR=str(dora_dir), TINY_SIG=codec.name,
                 CORPUS=str(tiny_corpus), HF_HUB_OFFLINE="1")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Paper protocol" in proc.stdout and "Traceback" not in proc.stderr
@@ -235,7 +269,7 @@ def test_readme_measure_on_the_readme_tiny_codec(tmp_path, tiny_corpus, trained_
 def test_finetune_example_cpu_check(tmp_path, tiny_corpus):
     """The example's 1-minute block, as written: its corpus command finds the corpus ready (no network in
     tests: the fixture, marked as the quick corpus; tests/test_corpus.py builds one from local packages)."""
-    from mmd_audiocraft.demo import corpus
+    from mmd_audiocraft.apps.demo import corpus
 
     quick = tmp_path / "ft" / "corpus" / "quick"
     for sample_rate in corpus.DEFAULT_SAMPLE_RATES:

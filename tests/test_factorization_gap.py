@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import mutual_info_score
 
-from mmd_audiocraft.metrics import codes_to_rows
-from mmd_audiocraft.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index, step_codes
-from mmd_audiocraft.metrics.planted_codes import planted_chain
+from mmd_audiocraft.core.metrics import codes_to_rows
+from mmd_audiocraft.core.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index, step_codes
+from mmd_audiocraft.core.metrics.planted_codes import planted_chain
 
 C = 6        # codebook size
 STAY = 0.6   # codebook 0: keeps its previous code with this probability, else uniform

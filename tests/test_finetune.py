@@ -81,7 +81,7 @@ def started(tmp_path_factory, tiny_corpus):
 def test_continue_from_sig_checkpoint_path_and_exported_package(started, tiny_corpus):
     from audiocraft.utils.export import export_encodec
 
-    from mmd_audiocraft.plugin import trusting_torch_load
+    from mmd_audiocraft.integration.seams import trusting_torch_load
 
     root, runs, _ = started
     finish(runs["source"])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import mmd_audiocraft.mmd as mmd_module
-from mmd_audiocraft.kernels import DEFAULT_BANDWIDTHS
-from mmd_audiocraft.mmd import mmd2_blocks, mmd2_unbiased
-from mmd_audiocraft.shuffle import shuffle_codebooks
+import mmd_audiocraft.core.mmd as mmd_module
+from mmd_audiocraft.core.kernels import DEFAULT_BANDWIDTHS
+from mmd_audiocraft.core.mmd import mmd2_blocks, mmd2_unbiased
+from mmd_audiocraft.core.shuffle import shuffle_codebooks
 
 
 def mmd(x, y, path, **kwargs):
@@ -297,7 +297,7 @@ def test_median_heuristic_without_distinct_rows_falls_back_to_unit_scale():
 
 def test_median_heuristic_ignores_duplicate_rows():
     """Collapsed codes repeat rows: the median over distinct pairs keeps the bandwidth (and gradient) sane."""
-    from mmd_audiocraft.kernels import median_pairwise_distance
+    from mmd_audiocraft.core.kernels import median_pairwise_distance
 
     g = torch.Generator().manual_seed(0)
     distinct = torch.randn(10, 4, generator=g)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmd_audiocraft.loss import MMDIndependenceLoss, independence_loss
-from mmd_audiocraft.mmd import mmd2_blocks
-from mmd_audiocraft.patterns import group_rows
-from mmd_audiocraft.shuffle import factorized_sample, shuffle_codebooks
+from mmd_audiocraft.core.loss import MMDIndependenceLoss, independence_loss
+from mmd_audiocraft.core.mmd import mmd2_blocks
+from mmd_audiocraft.core.patterns import group_rows
+from mmd_audiocraft.core.shuffle import factorized_sample, shuffle_codebooks
 
 
 def gaussian_codes(b=2, k=3, t=50, n=4, dependent=False, seed=0, noise=0.1):

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmd_audiocraft import cli, measure
-from mmd_audiocraft.metrics import independence_report
-from mmd_audiocraft.models import LoadedModel
+from mmd_audiocraft.apps import cli, measure
+from mmd_audiocraft.core.metrics import independence_report
+from mmd_audiocraft.core.sampling import VectorSample
+from mmd_audiocraft.integration.loaders import LoadedModel
 
 from .conftest import MUSIC_FIXTURE, dora_env
 
@@ -179,7 +180,7 @@ def test_vector_sample_is_uniform_over_the_stream():
     n, cap, trials = 50, 10, 2000
     hits = np.zeros(n)
     for seed in range(trials):
-        sample = measure.VectorSample(cap, seed)
+        sample = VectorSample(cap, seed)
         for start in range(0, n, 10):
             sample.add(torch.arange(start, start + 10, dtype=torch.float32)[:, None, None])
         kept = sample.rows[:, 0, 0].long().numpy()
@@ -266,7 +267,7 @@ def test_bad_data_and_bad_models_exit_2_with_one_line(tmp_path, fixture_manifest
 
 
 def run_cli(args, env=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmd_audiocraft.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mmd_audiocraft.apps.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env or dict(os.environ, HF_HUB_OFFLINE="1"))
 
 
@@ -290,7 +291,7 @@ def independent_codes(trained_codec, tiny_corpus) -> tuple[list[np.ndarray], int
     import soundfile as sf
     from audiocraft.solvers.compression import CompressionSolver
 
-    from mmd_audiocraft.plugin import install_solver_selection, prepare_process, trusting_torch_load
+    from mmd_audiocraft.integration.seams import install_solver_selection, prepare_process, trusting_torch_load
 
     prepare_process()
     install_solver_selection()
@@ -378,8 +379,8 @@ def test_measure_checkpoint_path_and_xp_folder(trained_codec, tiny_corpus, indep
 @pytest.mark.slow
 def test_measure_gap_splits_the_segments_and_caches_the_gap_in_the_xp(trained_codec, tiny_corpus, independent_codes,
                                                                       tmp_path, capsys):
-    from mmd_audiocraft.compare import GAP_FILE
-    from mmd_audiocraft.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index
+    from mmd_audiocraft.apps.compare import GAP_FILE
+    from mmd_audiocraft.core.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index
 
     _, xp = trained_codec
     out = tmp_path / "gap.json"
@@ -457,7 +458,7 @@ def test_exported_package_measures_like_its_checkpoint(trained_codec, fixture_ma
     training checkpoint it came from, hence the same report."""
     from audiocraft.utils.export import export_encodec
 
-    from mmd_audiocraft.plugin import trusting_torch_load
+    from mmd_audiocraft.integration.seams import trusting_torch_load
 
     _, xp = trained_codec
     with trusting_torch_load():
@@ -478,7 +479,7 @@ def test_exported_package_measures_like_its_checkpoint(trained_codec, fixture_ma
 
 
 def test_gap_on_too_few_segments_is_an_input_error_naming_the_option():
-    from mmd_audiocraft.metrics.factorization_gap import GapOptions
+    from mmd_audiocraft.core.metrics.factorization_gap import GapOptions
 
     codes = [np.zeros((1, 4, 50), dtype=np.int16)] * 2
     with pytest.raises(measure.MeasureInputError, match=r"--gap: need at least 3 items .* got 2"):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mmd_audiocraft.metrics import (
+from mmd_audiocraft.core.metrics import (
     CodeCounts,
     codebook_usage,
     codes_to_rows,
@@ -318,7 +318,7 @@ def test_plot_writes_png(tmp_path):
 
 def test_codes_to_rows_agrees_with_group_by_pattern():
     torch = pytest.importorskip("torch")
-    from mmd_audiocraft.patterns import group_by_pattern
+    from mmd_audiocraft.core.patterns import group_by_pattern
 
     rng = np.random.default_rng(11)
     codes = rng.integers(0, 2048, size=(3, 4, 9))

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mmd_audiocraft.patterns import group_by_pattern
+from mmd_audiocraft.core.patterns import group_by_pattern
 
 Coord = namedtuple("Coord", ["t", "q"])
 
@@ -133,8 +133,8 @@ def test_short_inputs_fail_alike_on_every_path_and_never_drop_a_codebook(delays)
     """The string path, audiocraft's provider and its Pattern, and the numpy code grouping agree for every T:
     the same rows from min_frames on, the same error below it (no smaller codebook set that happens to fit)."""
     cp = pytest.importorskip("audiocraft.modules.codebooks_patterns")
-    from mmd_audiocraft.metrics import codes_to_rows
-    from mmd_audiocraft.patterns import min_frames
+    from mmd_audiocraft.core.metrics import codes_to_rows
+    from mmd_audiocraft.core.patterns import min_frames
 
     k = 4
     provider = cp.DelayedPatternProvider(k, delays=delays)
@@ -160,7 +160,7 @@ def test_short_inputs_fail_alike_on_every_path_and_never_drop_a_codebook(delays)
 
 def test_min_frames_of_patterns_without_a_full_step():
     cp = pytest.importorskip("audiocraft.modules.codebooks_patterns")
-    from mmd_audiocraft.patterns import min_frames
+    from mmd_audiocraft.core.patterns import min_frames
 
     assert min_frames("parallel", 4) == 1
     assert min_frames(cp.ParallelPatternProvider(4), 4) == 1

@@ -1,4 +1,4 @@
-"""Configs checked against the run before audiocraft builds the solver (mmd_audiocraft/solvers/preflight.py).
+"""Configs checked against the run before audiocraft builds the solver (mmd_audiocraft/integration/preflight.py).
 
 Batch sizes over processes, and every way a user names a codec (`continue_from`, `compression_model_checkpoint`):
 each either works (the solver is built, and the weights it restores are the source's, compared tensor by tensor)
@@ -15,7 +15,7 @@ import shutil
 import pytest
 import torch
 
-from mmd_audiocraft.solvers.preflight import ConfigError, check_batch_sizes
+from mmd_audiocraft.integration.preflight import ConfigError, check_batch_sizes
 
 from .conftest import ROOT, TINY, finish, load_checkpoint, start_dora
 
@@ -27,7 +27,7 @@ LM = ["solver=musicgen/musicgen_mmd_tiny"]
 @pytest.fixture
 def build(compose, one_thread):
     """build(*overrides) -> the solver our main would build (restored, i.e. with continue_from loaded)."""
-    from mmd_audiocraft.plugin import install_checkpoint_loading, install_solver_selection
+    from mmd_audiocraft.integration.seams import install_checkpoint_loading, install_solver_selection
     from mmd_audiocraft.train import audiocraft_train
 
     install_solver_selection()
@@ -82,7 +82,7 @@ def sources(trained_codec, tmp_path, compose):
     """The shipped tiny codec's XP in every form a user can name it, plus its exported package."""
     from audiocraft.utils.export import export_encodec
 
-    from mmd_audiocraft.plugin import trusting_torch_load
+    from mmd_audiocraft.integration.seams import trusting_torch_load
     from mmd_audiocraft.train import main
 
     _, xp = trained_codec
@@ -152,7 +152,7 @@ def test_a_resumed_xp_ignores_continue_from_like_audiocraft(build, compose, trai
 def test_lm_codec_forms_build_and_mistakes_name_the_key(build, trained_codec, lm_codec, tmp_path):
     from audiocraft.utils.export import export_encodec
 
-    from mmd_audiocraft.plugin import trusting_torch_load
+    from mmd_audiocraft.integration.seams import trusting_torch_load
     from mmd_audiocraft.train import main
 
     _, good = lm_codec
@@ -212,7 +212,7 @@ def test_recommended_config_is_the_tiny_codec_with_the_demos_recommended_overrid
     the README recommends must compose the very same settings."""
     from omegaconf import OmegaConf
 
-    from mmd_audiocraft.demo.run import RECOMMENDED_OVERRIDES, RECOMMENDED_SOLVER
+    from mmd_audiocraft.apps.demo.run import RECOMMENDED_OVERRIDES, RECOMMENDED_SOLVER
 
     shipped = OmegaConf.to_container(compose(f"solver={RECOMMENDED_SOLVER}").cfg, resolve=True)
     overrides = OmegaConf.to_container(compose("solver=compression/encodec_mmd_tiny", *RECOMMENDED_OVERRIDES).cfg,
@@ -225,7 +225,7 @@ def test_recommended_config_is_the_tiny_codec_with_the_demos_recommended_overrid
 def test_demo_budget_halves_the_batch_and_the_sweep_budget_adds_no_override(compose):
     """The demo trains on batches of 8 (its 20-minute budget) for the same 400 updates; the sweep's budget adds no
     batch override, so its XPs keep the signatures of benchmarks/results/sweep_recommended.json."""
-    from mmd_audiocraft.demo.run import FULL, RECOMMENDED_OVERRIDES, SWEEP, common_args
+    from mmd_audiocraft.apps.demo.run import FULL, RECOMMENDED_OVERRIDES, SWEEP, common_args
 
     demo, sweep = compose(*common_args(FULL)).cfg, compose(*common_args(SWEEP)).cfg
     assert (demo.dataset.batch_size, demo.dataset.train.num_samples) == (8, 8 * 50)

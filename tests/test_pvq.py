@@ -6,9 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mmd_audiocraft.capture import CodebookCapture
-from mmd_audiocraft.plugin import install_quantizers
-from mmd_audiocraft.quantizers.pvq import ProductVectorQuantizer
+from mmd_audiocraft.integration.capture import CodebookCapture
+from mmd_audiocraft.integration.pvq import ProductVectorQuantizer
+from mmd_audiocraft.integration.seams import install_quantizers
 
 from .conftest import ROOT, TINY, history, run_dora, xp_dirs
 
@@ -130,10 +130,10 @@ def test_bad_arguments_name_what_was_expected():
 
 def encodec_cfg(**overrides) -> OmegaConf:
     """audiocraft's encodec defaults + our PVQ model config, merged by hand (no Hydra), small SEANet."""
-    from mmd_audiocraft.plugin import audiocraft_config_dir
+    from mmd_audiocraft.integration.seams import audiocraft_config_dir
 
     stock = OmegaConf.load(audiocraft_config_dir() / "model" / "encodec" / "default.yaml")
-    ours = OmegaConf.load(ROOT / "mmd_audiocraft" / "config" / "model" / "encodec" / "encodec_pvq_nq4.yaml")
+    ours = OmegaConf.load(ROOT / "config" / "model" / "encodec" / "encodec_pvq_nq4.yaml")
     ours.pop("defaults")
     base = OmegaConf.create({"sample_rate": 32000, "channels": 1, "device": "cpu"})
     small = OmegaConf.create({"seanet": {"n_filters": 4, "lstm": 0}, **overrides})

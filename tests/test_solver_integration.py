@@ -138,7 +138,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run_bitwise(tmp_path, tin
 POISON = '''
 """dora's CLI, with the independence loss made NaN from epoch 2 on (a run that diverges mid-training)."""
 import hashlib, os, pathlib
-from mmd_audiocraft.solvers.compression import MMDCompressionSolver
+from mmd_audiocraft.integration.solver import MMDCompressionSolver
 
 stock = MMDCompressionSolver.independence
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmd_audiocraft.health import CodebookCollapse, CodebookGuard, codebook_entropy_and_use
+from mmd_audiocraft.integration.health import CodebookCollapse, CodebookGuard, codebook_entropy_and_use
 
 from .conftest import seeded_solver, train_batches
 
@@ -572,7 +572,7 @@ def test_grad_ratio_mode_scales_the_mmd_gradient_to_the_reconstruction_gradient(
 
 @pytest.mark.slow
 def test_non_finite_independence_loss_stops_before_the_update(build, monkeypatch):
-    from mmd_audiocraft.solvers import compression
+    from mmd_audiocraft.integration import solver as compression
 
     solver = build("losses.inde=1000")
     x = train_batches(solver, 2)
@@ -606,7 +606,7 @@ def test_balancer_norm_average_is_flashys_and_survives_a_checkpoint(build):
     """audiocraft does not save the Balancer's running gradient norms; ours are flashy's, plus a state."""
     import flashy
 
-    from mmd_audiocraft.solvers.compression import _ResumableAverager
+    from mmd_audiocraft.integration.solver import _ResumableAverager
 
     reference, ours = flashy.averager(0.999), _ResumableAverager(0.999)
     rng = np.random.default_rng(0)
@@ -629,16 +629,16 @@ def test_balancer_norm_average_is_flashys_and_survives_a_checkpoint(build):
 
 # ------------------------------------------------------------------ one owner for the loss options
 def test_the_inde_node_is_the_loss_options_plus_the_solver_keys():
-    """Adding a loss option is one LossOptions field and one line of mmd_audiocraft/config/mmd_config.yaml: the
+    """Adding a loss option is one LossOptions field and one line of config/mmd_config.yaml: the
     solver reads the node through LossOptions.from_config, and this keeps the two lists equal."""
     from omegaconf import OmegaConf
 
-    from mmd_audiocraft.options import LossOptions
-    from mmd_audiocraft.solvers.inde_config import SOLVER_KEYS
+    from mmd_audiocraft.core.options import LossOptions
+    from mmd_audiocraft.integration.inde_config import SOLVER_KEYS
 
     from .conftest import ROOT
 
-    node = OmegaConf.load(ROOT / "mmd_audiocraft" / "config" / "mmd_config.yaml").inde
+    node = OmegaConf.load(ROOT / "config" / "mmd_config.yaml").inde
     assert set(node) == set(LossOptions.fields()) | set(SOLVER_KEYS)
     assert not set(LossOptions.fields()) & set(SOLVER_KEYS)
     assert LossOptions.from_config(node) == LossOptions()  # the YAML defaults are the dataclass defaults
@@ -646,7 +646,7 @@ def test_the_inde_node_is_the_loss_options_plus_the_solver_keys():
 
 @pytest.mark.slow
 def test_the_solver_estimates_with_the_configured_options(build):
-    from mmd_audiocraft.options import LossOptions
+    from mmd_audiocraft.core.options import LossOptions
 
     solver = build("losses.inde=1000", "inde.tile=64", "inde.estimator=disjoint", "inde.bandwidths=[1.0,5.0]")
     assert solver.loss_options == LossOptions(tile=64, estimator="disjoint", bandwidths=(1.0, 5.0),
@@ -680,7 +680,7 @@ class _ToyRVQ(torch.nn.Module):
 def test_capture_records_the_gradient_at_emb_and_keeps_nothing_alive():
     """The gradient hook on emb must not lead back to emb: autograd keeps hooks where the GC cannot see them,
     so such a cycle kept every step's emb, vectors and graph alive (issue 13: RSS grew every step)."""
-    from mmd_audiocraft.capture import CodebookCapture
+    from mmd_audiocraft.integration.capture import CodebookCapture
 
     quantizer = _ToyRVQ()
     capture = CodebookCapture(quantizer)

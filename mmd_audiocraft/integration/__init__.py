@@ -1,0 +1,12 @@
+"""The glue between the math (`mmd_audiocraft.core`) and audiocraft, Dora, Hydra and torch.distributed.
+
+May import `core` and the frameworks; never `apps`. Every place where the plugin reaches into audiocraft, Dora or
+Hydra is listed in `seams.py`.
+
+    seams.py        every seam into audiocraft/Dora/Hydra, in one table    solver.py     MMDCompressionSolver
+    inde_config.py  the `inde` config node: checks and the pattern         capture.py    per-codebook vectors (hooks)
+    evaluation.py   independence metrics of the evaluate stage             health.py     codebook usage, collapse guard
+    distributed.py  multi-process loss, merges, per-rank state             preflight.py  config checks before a build
+    loaders.py      load a codec from a path, //sig/ or //pretrained/      pvq.py        product VQ quantizer
+    pretrained.py   Hugging Face EnCodec weight-norm key names
+"""

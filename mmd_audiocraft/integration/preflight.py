@@ -1,0 +1,145 @@
+"""Checks of a composed config against the run it starts, before audiocraft builds the solver.
+
+audiocraft divides every batch size by the number of processes behind bare asserts (`train.get_solver`), an
+empty data shard crashes a stage's metric averaging, and a codec named by `continue_from` or
+`compression_model_checkpoint` fails inside audiocraft or torch (an assert, a strict `load_state_dict`, or the
+LM's `Scaled compression model not supported` at its first batch). Each case is checked here first and
+reported as one `ConfigError` naming the key, its value and what to write instead.
+"""
+from __future__ import annotations
+
+import math
+
+import omegaconf
+
+from .loaders import PRETRAINED_PREFIX, ModelLoadError, load_compression_model
+
+SPLITS = ("train", "valid", "evaluate", "generate")
+# audiocraft's solvers that load a codec from `compression_model_checkpoint` (builders.get_solver's names)
+CODEC_USERS = ("musicgen", "lm", "audiogen", "sound_lm", "magnet", "audio_magnet", "diffusion")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run: the message names the key, the value and what to write instead."""
+
+
+def check_before_build(cfg: omegaconf.DictConfig, world_size: int, resuming: bool = False) -> None:
+    """Every check below that applies to `cfg`; raises ConfigError. `resuming`: the XP has its own checkpoint
+    (audiocraft then ignores `continue_from`)."""
+    check_batch_sizes(cfg, world_size)
+    if cfg.get("solver") == "compression" and cfg.get("continue_from") and not resuming:
+        check_continue_from(cfg)
+    if cfg.get("solver") in CODEC_USERS:
+        check_lm_codec(cfg)
+
+
+# -- data over processes ---------------------------------------------------------------------------------------
+def check_batch_sizes(cfg: omegaconf.DictConfig, world_size: int) -> None:
+    """Every batch size audiocraft divides by `world_size` must be a positive multiple of it, and every split
+    read in fixed shards (no shuffle) needs a sample per process (an empty shard has no metrics to average)."""
+    dataset = cfg.dataset
+    keys = ["dataset.batch_size"]
+    keys += [f"dataset.{split}.batch_size" for split in SPLITS if "batch_size" in (dataset.get(split) or {})]
+    for key in keys:
+        value = omegaconf.OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key}={value}: expected a positive integer (the batch over all processes)")
+        if value % world_size:
+            fit = math.ceil(value / world_size) * world_size
+            raise ConfigError(f"{key}={value} cannot be split over {world_size} processes: audiocraft divides "
+                              f"each batch size by the number of processes; use a multiple of {world_size}, "
+                              f"e.g. {key}={fit}")
+    sources = cfg.get("datasource") or {}
+    for split in SPLITS:
+        node = dataset.get(split) or {}
+        shuffle = node.get("shuffle", dataset.get("shuffle"))
+        num_samples = node.get("num_samples", dataset.get("num_samples"))
+        if not isinstance(sources.get(split), str) or shuffle or num_samples is None:
+            continue
+        if num_samples < world_size:
+            raise ConfigError(f"dataset.{split}.num_samples={num_samples} leaves a process without data: the "
+                              f"{split} split is sharded over the {world_size} processes; use "
+                              f"dataset.{split}.num_samples={world_size} or more")
+
+
+# -- codecs named in the config --------------------------------------------------------------------------------
+def _load(key: str, spec: str):
+    """The codec, loaded the way measure loads it (files named on the command line are trusted, as audiocraft
+    trusts them); ModelLoadError becomes ConfigError."""
+    try:
+        return load_compression_model(spec, trust_checkpoint=True, key=key)
+    except ModelLoadError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_form(key: str, spec: str, kind: str) -> None:
+    """audiocraft reads training checkpoints by path or //sig/, exported packages only through //pretrained/."""
+    pretrained = spec.startswith(PRETRAINED_PREFIX)
+    if kind == "exported" and not pretrained:
+        raise ConfigError(f"{key}={spec} is an exported package: audiocraft reads those through //pretrained/, "
+                          f"write {key}=//pretrained/{spec}")
+    if kind == "checkpoint" and pretrained:
+        path = spec[len(PRETRAINED_PREFIX):]
+        raise ConfigError(f"{key}={spec} is a training checkpoint, not an exported package: write {key}={path} "
+                          "(or //sig/SIG)")
+
+
+def check_continue_from(cfg: omegaconf.DictConfig) -> None:
+    """`continue_from` of a compression solver names a codec whose weights fit the model this config builds
+    (audiocraft loads them strictly after the data is built)."""
+    spec = str(cfg.continue_from)
+    name = spec[len(PRETRAINED_PREFIX):] if spec.startswith(PRETRAINED_PREFIX) else ""
+    if name.startswith("dac_"):
+        raise ConfigError(f"continue_from={spec}: audiocraft fine-tunes EnCodec models only, not DAC")
+    loaded = _load("continue_from", spec)
+    _check_form("continue_from", spec, loaded.kind)
+    if loaded.kind == "pretrained" and type(loaded.model).__name__ == "HFEncodecCompressionModel":
+        return  # audiocraft converts its weights (solvers/pretrained.py fixes the key names)
+    from audiocraft.models import builders
+
+    target = cfg.copy()
+    target.device = "cpu"
+    wanted = {k: tuple(v.shape) for k, v in builders.get_compression_model(target).state_dict().items()}
+    given = {k: tuple(v.shape) for k, v in loaded.model.state_dict().items()}
+    differ = sorted(k for k in wanted.keys() | given.keys() if wanted.get(k) != given.get(k))
+    if differ:
+        first = differ[0]
+        info = loaded.info
+        raise ConfigError(
+            f"continue_from={spec}: its weights do not fit the model this config builds ({len(differ)} tensors "
+            f"differ, e.g. {first}: {list(given.get(first, ()))} in the source, {list(wanted.get(first, ()))} "
+            f"here). The source is {info['sample_rate']} Hz, {info['num_codebooks']} x {info['bins']} codes; "
+            "continue_from only carries weights: use the solver config (model, seanet.*, rvq.*) the source was "
+            "trained with")
+
+
+def check_lm_codec(cfg: omegaconf.DictConfig) -> None:
+    """`compression_model_checkpoint` names a codec an LM can use: loadable, no input renormalisation (the
+    LM solvers assert the codec's scale is None at their first batch), and the LM's sample rate, number of
+    codebooks and cardinality."""
+    spec = cfg.get("compression_model_checkpoint")
+    key = "compression_model_checkpoint"
+    if not spec:
+        raise ConfigError(f"{key}={spec}: give the codec the LM runs on: {key}=//sig/SIG (a finished codec XP "
+                          "of this Dora dir), a checkpoint file or XP folder, or //pretrained/NAME_OR_PATH")
+    spec = str(spec)
+    loaded = _load(key, spec)
+    _check_form(key, spec, loaded.kind)
+    import torch
+    from audiocraft.models import builders
+
+    model = builders.get_wrapped_compression_model(loaded.model, cfg)
+    with torch.no_grad():
+        _, scale = model.encode(0.1 * torch.randn(1, model.channels, 2 * int(model.sample_rate // model.frame_rate)))
+    if scale is not None:
+        raise ConfigError(f"{key}={spec}: this codec renormalizes its input (a scale per item), which audiocraft's "
+                          "LM solvers do not support; train the codec with encodec.renormalize=false")
+    if int(model.sample_rate) != int(cfg.sample_rate):
+        raise ConfigError(f"sample_rate={cfg.sample_rate} but the codec {key}={spec} runs at "
+                          f"{model.sample_rate} Hz: set sample_rate={model.sample_rate} (and a dset at that rate)")
+    lm = cfg.get("transformer_lm") or {}
+    for lm_key, value, what in (("n_q", model.num_codebooks, "codebooks"), ("card", model.cardinality,
+                                                                         "codes per codebook")):
+        if lm_key in lm and int(lm[lm_key]) != int(value):
+            raise ConfigError(f"transformer_lm.{lm_key}={lm[lm_key]} but the codec {key}={spec} has {value} "
+                              f"{what}: set transformer_lm.{lm_key}={value}")

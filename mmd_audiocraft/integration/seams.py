@@ -1,0 +1,296 @@
+"""Every seam between the plugin and audiocraft, Dora, Hydra, torch and the process, in one module.
+
+Nothing here runs at import: the Dora main (`train.py`) calls :func:`install_all` when it starts, the CLI and
+the demo call :func:`prepare_process` (and :func:`install_quantizers` to load codecs). Checked against
+audiocraft 1.3.0 (PyPI sdist; git main 1.4.0a2 has the same symbols), dora-search 0.1.13, hydra-core 1.3,
+torch 2.1 and 2.11.
+
+seam               what is wrapped or registered (symbol)          what we do, and why
+-----------------  ----------------------------------------------  --------------------------------------------------
+solver selection   audiocraft.solvers.get_solver,                  `solver=compression` builds MMDCompressionSolver:
+                   audiocraft.solvers.builders.get_solver          classes come from a dict literal, and
+                                                                   audiocraft.train calls the package attribute
+preflight          audiocraft.train.get_solver                     solvers/preflight.py checks the config first:
+                                                                   audiocraft divides batch sizes and loads codecs
+                                                                   behind bare asserts
+quantizers         audiocraft.models.builders.get_quantizer        `encodec.quantizer=pvq` builds the PVQ: a dict
+                                                                   literal, looked up as a module global
+checkpoints        audiocraft.utils.checkpoint.load_checkpoint     a trusting torch.load: torch >= 2.6 loads
+                                                                   weights-only, audiocraft checkpoints hold OmegaConf
+safe globals       torch.serialization.add_safe_globals            OmegaConf types allowed: weights-only loads of
+                                                                   exported packages
+config search      hydra Plugins.register(SearchPathPlugin)        mmd_audiocraft/config appended: Dora lists groups
+                                                                   and signs XPs from audiocraft's tree
+Dora main          dora.hydra_main; audiocraft.train.main.dora     train.py shares audiocraft's Dora dir and SLURM
+                                                                   defaults, so //sig/ resolves from either side
+environment        USER, HF_HUB_OFFLINE                            set when missing: audiocraft's config reads $USER;
+                                                                   hub lookups hang without a route
+login name         os.getlogin                                     falls back to the effective user: `dora grid`
+                                                                   (Shepherd._check_orphans) fails without a terminal
+inside the solver  CompressionSolver.__init__, .balancer,          see solvers/compression.py: the loss key, its
+                   .balancer.averager, .load_from_pretrained       backward, a resumable EMA, HF weight-norm keys
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+_WRAPPED = "__mmd_audiocraft_wraps__"
+
+_WHEEL_WITHOUT_CONFIG = """\
+audiocraft is installed without its config/ tree ({where}), which training needs.
+The audiocraft wheel does not ship it. Either
+  * install audiocraft from its source distribution, editable:
+      pip download --no-deps --no-binary :all: audiocraft==1.3.0 && tar xzf audiocraft-1.3.0.tar.gz
+      pip install --no-deps -e audiocraft-1.3.0
+  * or point AUDIOCRAFT_CONFIG_DIR at the config/ folder of an audiocraft checkout.
+`make setup` in the mmd-audiocraft checkout does the first for you."""
+
+
+def wrap_once(owner, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
+    """Replace `owner.name` by `make_wrapper(original)`, once per process (the wrapper remembers what it wraps,
+    so entry points may install every seam as often as they run)."""
+    original = getattr(owner, name)
+    if hasattr(original, _WRAPPED):
+        return
+    wrapper = make_wrapper(original)
+    setattr(wrapper, _WRAPPED, original)
+    setattr(owner, name, wrapper)
+
+
+# -- where things are ---------------------------------------------------------------------------------------
+def audiocraft_config_dir() -> Path:
+    """audiocraft's Hydra config tree: $AUDIOCRAFT_CONFIG_DIR, else the one beside the audiocraft package.
+    Raises FileNotFoundError (with what to do) for a wheel install without it."""
+    override = os.environ.get("AUDIOCRAFT_CONFIG_DIR")
+    if override:
+        path = Path(override).expanduser().resolve()
+        if not (path / "config.yaml").is_file():
+            raise FileNotFoundError(f"AUDIOCRAFT_CONFIG_DIR={override} has no config.yaml: expected audiocraft's "
+                                    "config/ folder (with config.yaml, solver/, model/, dset/).")
+        return path
+    import importlib.util
+
+    spec = importlib.util.find_spec("audiocraft")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("audiocraft is not installed; run `make setup` or see the README.")
+    path = Path(spec.origin).resolve().parent.parent / "config"
+    if not (path / "config.yaml").is_file():
+        raise FileNotFoundError(_WHEEL_WITHOUT_CONFIG.format(where=f"looked in {path}"))
+    return path
+
+
+def plugin_config_dir() -> Path:
+    """Our Hydra configs: the package `mmd_audiocraft.config` (the repository's `config/`, shipped as package data:
+    wheel, sdist and editable installs alike), or $MMD_AUDIOCRAFT_CONFIG_DIR."""
+    override = os.environ.get("MMD_AUDIOCRAFT_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser().resolve()
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("mmd_audiocraft.config"))).resolve()
+
+
+# -- the process ----------------------------------------------------------------------------------------------
+@functools.cache
+def hub_reachable(host: str = "huggingface.co", timeout: float = 1.5) -> bool:
+    """One short TCP probe, so offline machines fail fast instead of hanging on hub lookups."""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_user() -> None:
+    """audiocraft's config.yaml reads ${oc.env:USER}; give it the login name when the shell did not export it."""
+    if not os.environ.get("USER"):
+        import getpass
+
+        try:
+            os.environ["USER"] = getpass.getuser()
+        except Exception:  # no passwd entry (containers)
+            os.environ["USER"] = "audiocraft"
+
+
+def allow_audiocraft_checkpoints() -> None:
+    """Let torch >= 2.6's weights-only unpickler read OmegaConf configs (exported audiocraft packages)."""
+    import torch
+
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is None:  # torch < 2.4 loads everything anyway
+        return
+    import collections
+    import typing
+
+    from omegaconf import base, dictconfig, listconfig, nodes
+
+    node_types = [t for t in vars(nodes).values() if isinstance(t, type) and issubclass(t, nodes.Node)]
+    add_safe_globals([dictconfig.DictConfig, listconfig.ListConfig, base.ContainerMetadata, base.Metadata,
+                      typing.Any, collections.defaultdict, collections.OrderedDict, *node_types])
+
+
+def login_name_fallback() -> None:
+    """`os.getlogin()` falls back to the effective user's name (who owns the SLURM jobs) where it raises.
+
+    `dora grid` runs `squeue -u os.getlogin()` when it finds a submission interrupted before its job id was
+    saved (dora/shep.py, `Shepherd._check_orphans`). Without a controlling terminal (CI, cron, containers)
+    `os.getlogin()` raises OSError and `dora grid` dies before doing anything; elsewhere it is unchanged."""
+    def make(login):
+        def getlogin() -> str:
+            try:
+                return login()
+            except OSError:
+                import pwd
+
+                return pwd.getpwuid(os.geteuid()).pw_name
+        return getlogin
+
+    wrap_once(os, "getlogin", make)
+
+
+def prepare_process() -> None:
+    """What every entry point needs before audiocraft: `USER`, `HF_HUB_OFFLINE` where the hub is unreachable,
+    OmegaConf allow-listed for torch, the login-name fallback. Idempotent."""
+    ensure_user()
+    if "HF_HUB_OFFLINE" not in os.environ and not hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    allow_audiocraft_checkpoints()
+    login_name_fallback()
+
+
+# -- audiocraft -------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def trusting_torch_load():
+    """Inside, a `torch.load` that does not name `weights_only` unpickles everything (torch's own switch,
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD): for your own audiocraft checkpoints on torch >= 2.6."""
+    flag = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    previous = os.environ.get(flag)
+    os.environ[flag] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(flag, None)
+        else:
+            os.environ[flag] = previous
+
+
+def install_checkpoint_loading() -> None:
+    """audiocraft's `load_checkpoint` (resume, `continue_from`, `//sig/`) runs inside `trusting_torch_load`:
+    these are files of your Dora folder or paths you named, which every torch before 2.6 loaded as such."""
+    from audiocraft.utils import checkpoint
+
+    def make(stock):
+        @functools.wraps(stock)
+        def load_checkpoint(*args, **kwargs):
+            with trusting_torch_load():
+                return stock(*args, **kwargs)
+        return load_checkpoint
+
+    wrap_once(checkpoint, "load_checkpoint", make)
+
+
+def install_quantizers() -> None:
+    """`encodec.quantizer: pvq` builds ProductVectorQuantizer from the `pvq:` node (plus the encoder's
+    `dimension`); every other name goes to audiocraft's own builder. Enough for training, `//sig/` loading by
+    the LM solvers and `model_from_checkpoint` alike (all call the module global)."""
+    from audiocraft.models import builders
+    from audiocraft.utils.utils import dict_from_config
+
+    def make(stock):
+        def get_quantizer(quantizer: str, cfg, dimension: int):
+            if quantizer != "pvq":
+                return stock(quantizer, cfg, dimension)
+            from .pvq import ProductVectorQuantizer
+
+            node = cfg.get(quantizer) if hasattr(cfg, "get") else getattr(cfg, quantizer, None)
+            if node is None:
+                raise ValueError(f"encodec.quantizer={quantizer!r} but the config has no `{quantizer}:` node: "
+                                 "select a model config that defines it, e.g. model=encodec/encodec_pvq_nq4")
+            return ProductVectorQuantizer(dimension=dimension, **dict_from_config(node))
+        return get_quantizer
+
+    wrap_once(builders, "get_quantizer", make)
+
+
+def _resuming() -> bool:
+    """Whether the current Dora XP already has its checkpoint (audiocraft then ignores continue_from)."""
+    from audiocraft.utils.checkpoint import checkpoint_name
+    from dora import get_xp
+
+    try:
+        folder = get_xp().folder
+    except RuntimeError:  # not inside an XP (a solver built by hand)
+        return False
+    return (folder / checkpoint_name(use_fsdp=False)).exists()
+
+
+def install_solver_selection() -> None:
+    """`solver=compression` builds MMDCompressionSolver (both names audiocraft calls it by); once
+    `audiocraft.train` is loaded (our Dora main imports it first; `measure` never needs it), its `get_solver`
+    runs `solvers/preflight.py` before audiocraft divides batch sizes or loads codecs. Quantizers too."""
+    import sys
+
+    import audiocraft.solvers as solvers
+    from audiocraft.solvers import builders
+
+    install_quantizers()
+
+    def make_selection(stock):
+        def get_solver(cfg):
+            if cfg.solver == "compression":
+                from .solver import MMDCompressionSolver
+
+                return MMDCompressionSolver(cfg)
+            return stock(cfg)
+        return get_solver
+
+    wrap_once(builders, "get_solver", make_selection)
+    solvers.get_solver = builders.get_solver
+
+    def make_checked(stock):
+        def checked_get_solver(cfg):
+            import flashy
+
+            from .preflight import check_before_build
+
+            check_before_build(cfg, flashy.distrib.world_size(), resuming=_resuming())
+            return stock(cfg)
+        return checked_get_solver
+
+    train = sys.modules.get("audiocraft.train")
+    if train is not None:
+        wrap_once(train, "get_solver", make_checked)
+
+
+def register_config_search_path() -> None:
+    """Hydra appends `plugin_config_dir()` to audiocraft's config tree (never shadowing it). A search-path
+    plugin rather than `hydra.searchpath` in a primary config: Dora lists config groups and computes
+    signatures from the main's config_path, so both keep seeing audiocraft's tree."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+    plugins = Plugins.instance()
+    if any(getattr(c, "_mmd_audiocraft", False) for c in plugins.class_name_to_class.values()):
+        return
+
+    class MMDAudiocraftSearchPath(SearchPathPlugin):
+        _mmd_audiocraft = True
+
+        def manipulate_search_path(self, search_path) -> None:
+            search_path.append(provider="mmd-audiocraft", path=f"file://{plugin_config_dir()}")
+
+    plugins.register(MMDAudiocraftSearchPath)
+
+
+def install_all() -> None:
+    """Every seam the Dora main needs (after `audiocraft.train` is imported); idempotent."""
+    prepare_process()
+    register_config_search_path()
+    install_checkpoint_loading()
+    install_solver_selection()
