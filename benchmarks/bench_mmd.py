@@ -70,14 +70,16 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
     """One case in this (fresh) process: returns seconds (best of repeats) and peak extra memory in MB."""
     import torch
 
+    from mmd_audiocraft.core.kernels import Kernel
     from mmd_audiocraft.core.mmd import mmd2_blocks, mmd2_unbiased
 
     if threads:
         torch.set_num_threads(threads)
-    fn = {"ours": lambda a, b: mmd2_unbiased(a, b, bandwidths=SIGMAS, tile=tile), "naive": _naive,
+    kernel = Kernel(bandwidths=SIGMAS)
+    fn = {"ours": lambda a, b: mmd2_unbiased(a, b, kernel, tile=tile), "naive": _naive,
           "floor": _floor,
-          "blocks": lambda a, b: mmd2_blocks(a, b, BLOCK_ROWS, generator=torch.Generator().manual_seed(0),
-                                             bandwidths=SIGMAS, tile=tile)}[case]
+          "blocks": lambda a, b: mmd2_blocks(a, b, BLOCK_ROWS, kernel, generator=torch.Generator().manual_seed(0),
+                                             tile=tile)}[case]
     gen = torch.Generator().manual_seed(0)
     x = (scale * torch.randn(n, dim, generator=gen)).to(device).requires_grad_(True)
     y = (scale * torch.randn(n, dim, generator=gen)).to(device).requires_grad_(True)

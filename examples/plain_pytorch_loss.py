@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmd_audiocraft.core.loss import MMDIndependenceLoss, independence_loss
+from mmd_audiocraft import Kernel, MMDIndependenceLoss, independence_loss
 
 STEPS, BATCH, LENGTH = 200, 16, 256
 N_Q, BINS, DIM = 3, 32, 8
@@ -42,7 +42,7 @@ class ResidualVQ(nn.Module):
         self.codebooks = nn.Parameter(0.5 * torch.randn(n_q, bins, dim))
 
     def forward(self, x: torch.Tensor):
-        """x [B, D, T] -> (straight-through reconstruction, per-codebook vectors z [B, K, T, D], vq loss)."""
+        """x [B, D, T] -> (straight-through reconstruction, per-codebook vectors z [B, K, T, N], vq loss)."""
         residual = x.transpose(1, 2)  # [B, T, D]
         stages, vq_loss = [], 0.0
         for book in self.codebooks:
@@ -52,7 +52,7 @@ class ResidualVQ(nn.Module):
             stage = residual + (code - residual).detach()  # straight-through: gradient reaches the encoder
             stages.append(stage)
             residual = residual - code.detach()
-        z = torch.stack(stages, dim=1)  # [B, K, T, D]
+        z = torch.stack(stages, dim=1)  # [B, K, T, N] (N = D: residual stages)
         return z.sum(1).transpose(1, 2), z, vq_loss
 
 
@@ -76,14 +76,14 @@ def train(weight: float, held_out: torch.Tensor) -> tuple[float, float]:
     codec = ToyCodec()
     opt = torch.optim.Adam(codec.parameters(), lr=3e-3)
     # 1024 rows per batch; a random subset of 512 keeps each step cheap.
-    inde = MMDIndependenceLoss(pattern="parallel", bandwidths=BANDWIDTHS, median_heuristic=True, max_rows=512,
-                               seed=0)
+    kernel = Kernel(bandwidths=BANDWIDTHS, median_heuristic=True)
+    inde = MMDIndependenceLoss(pattern="parallel", kernel=kernel, max_rows=512, seed=0)
     print(f"--- MMD weight {weight:g}")
     for step in range(STEPS + 1):
         x = signals(BATCH, gen)
         recon, z, vq_loss = codec(x)
         rec_loss = F.mse_loss(recon, x)
-        mmd = inde(z)  # z: [B, K, T, D] per-codebook quantized vectors
+        mmd = inde(z)  # z: [B, K, T, N] per-codebook quantized vectors
         loss = rec_loss + vq_loss + weight * mmd
         opt.zero_grad()
         loss.backward()
@@ -91,8 +91,8 @@ def train(weight: float, held_out: torch.Tensor) -> tuple[float, float]:
         if step % 50 == 0:
             with torch.no_grad():
                 recon_eval, z_eval, _ = codec(held_out)
-                val = independence_loss(z_eval, pattern="parallel", bandwidths=BANDWIDTHS, median_heuristic=True,
-                                        estimator="disjoint", generator=torch.Generator().manual_seed(0))
+                val = independence_loss(z_eval, pattern="parallel", kernel=kernel, estimator="disjoint",
+                                        generator=torch.Generator().manual_seed(0))
                 val_rec = F.mse_loss(recon_eval, held_out)
             print(f"step {step:4d}  reconstruction {rec_loss.item():.4f}  train MMD {mmd.item():+.4f}  "
                   f"held-out MMD {val.item():+.4f}")

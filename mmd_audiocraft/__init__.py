@@ -12,6 +12,7 @@ Beside them: `train.py` (the Dora main, `dora -P mmd_audiocraft`), and the repos
 `grids/`, shipped as `mmd_audiocraft.config` and `mmd_audiocraft.grids`. Importing this package loads the math
 only and changes nothing in the process: the Dora main and the CLI set up what audiocraft needs when they start.
 """
+from .core.kernels import Kernel
 from .core.loss import MMDIndependenceLoss, independence_loss, independence_loss_from_rows
 from .core.mmd import mmd2_blocks, mmd2_unbiased
 from .core.options import LossOptions
@@ -19,5 +20,5 @@ from .core.patterns import group_by_pattern
 from .core.shuffle import factorized_sample, shuffle_codebooks
 
 __version__ = "0.1.0"
-__all__ = ["MMDIndependenceLoss", "independence_loss", "independence_loss_from_rows", "LossOptions",
+__all__ = ["MMDIndependenceLoss", "independence_loss", "independence_loss_from_rows", "LossOptions", "Kernel",
            "mmd2_unbiased", "mmd2_blocks", "group_by_pattern", "factorized_sample", "shuffle_codebooks"]

@@ -5,16 +5,16 @@ so `//sig/SIG` resolves from either side; only the solver selection is extended,
 """
 from .integration.seams import audiocraft_config_dir, install_all, prepare_process
 
-prepare_process()  # USER, offline hub, os.getlogin: before audiocraft and Dora read them (plugin.py)
+prepare_process()  # USER, offline hub, os.getlogin: before audiocraft and Dora read them (integration/seams.py)
 
 from audiocraft import train as audiocraft_train  # noqa: E402
 from audiocraft.utils.cluster import get_slurm_parameters  # noqa: E402
 from dora import hydra_main  # noqa: E402
 
 from .integration.distributed import init_distributed  # noqa: E402
-from .integration.preflight import ConfigError  # noqa: E402
+from .integration.errors import CheckpointWriteError, ConfigError  # noqa: E402
 
-install_all()  # every seam (plugin.py): config search path, checkpoints, solver selection and preflight
+install_all()  # every seam (integration/seams.py): config search path, checkpoints, solver selection and preflight
 
 
 @hydra_main(config_path=str(audiocraft_config_dir()), config_name="mmd_config", version_base="1.1")
@@ -23,8 +23,10 @@ def main(cfg):
     init_distributed(cfg.device)  # NCCL on CUDA, gloo otherwise (audiocraft's default needs GPUs)
     try:
         return audiocraft_train.main.main(cfg)
-    except ConfigError as exc:  # a config that cannot run (solvers/preflight.py): one line, no traceback
+    except ConfigError as exc:  # a config that cannot run (integration/preflight.py): one line, no traceback
         raise SystemExit(f"mmd_audiocraft: config error: {exc}") from None
+    except CheckpointWriteError as exc:  # the cause first (integration/errors.py), the previous checkpoint kept
+        raise SystemExit(f"mmd_audiocraft: checkpoint not written: {exc.strerror}") from None
 
 
 main.dora.dir = audiocraft_train.main.dora.dir

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mmd_audiocraft.core.kernels import Kernel
 from mmd_audiocraft.core.loss import independence_loss
 from mmd_audiocraft.core.metrics import CodeCounts
 from mmd_audiocraft.core.sampling import VectorSample
@@ -40,8 +41,8 @@ BATCH = (3, 2)  # items per process: uneven on purpose (rows differ in number)
 K, T, IN, D = 4, 6, 3, 5
 GLOBAL_OPTIONS = {
     "paper": dict(),
-    "disjoint_subset": dict(estimator="disjoint", max_rows=13, median_heuristic=True),
-    "blocks": dict(block_rows=5, median_heuristic=True),  # 15 gathered rows: 3 blocks
+    "disjoint_subset": dict(estimator="disjoint", max_rows=13, kernel=Kernel(median_heuristic=True)),
+    "blocks": dict(block_rows=5, kernel=Kernel(median_heuristic=True)),  # 15 gathered rows: 3 blocks
 }
 CODE_ROWS, BINS = (50, 30), 16
 SAMPLE_ROWS, SAMPLE_MAX = (5, 4), 6

@@ -9,17 +9,22 @@ import pytest
 import torch
 
 import mmd_audiocraft.core.mmd as mmd_module
-from mmd_audiocraft.core.kernels import DEFAULT_BANDWIDTHS
+from mmd_audiocraft.core.kernels import DEFAULT_BANDWIDTHS, Kernel
 from mmd_audiocraft.core.mmd import mmd2_blocks, mmd2_unbiased
 from mmd_audiocraft.core.shuffle import shuffle_codebooks
 
 
-def mmd(x, y, path, **kwargs):
+def kernel_of(kernel="gaussian", bandwidths=None, bandwidth_mode="sigma", median_heuristic=False) -> Kernel:
+    """The Kernel of the tests' flat keyword arguments (the config's `inde.kernel`, `inde.bandwidths`, ...)."""
+    return Kernel(kernel, bandwidths, bandwidth_mode, median_heuristic)
+
+
+def mmd(x, y, path, tile=None, **kernel):
     """mmd2_unbiased on a chosen path: "dense" (raising the auto threshold), "auto", or an int tile."""
     if path == "dense":
         with mock.patch.object(mmd_module, "DENSE_MAX_ELEMENTS", 10**9):
-            return mmd2_unbiased(x, y, **kwargs)
-    return mmd2_unbiased(x, y, tile=None if path == "auto" else path, **kwargs)
+            return mmd2_unbiased(x, y, kernel_of(**kernel))
+    return mmd2_unbiased(x, y, kernel_of(**kernel), tile=tile if tile is not None else None if path == "auto" else path)
 
 
 # ---------------------------------------------------------------- independent references (numpy, float64)
@@ -91,15 +96,15 @@ def test_median_heuristic_scales_sigmas():
         got = mmd(x, y, path, bandwidths=(0.5, 1.0), median_heuristic=True).item()
         assert abs(got - ref) <= 1e-9 * abs(ref)
     # Scale-free: scaling the data leaves the statistic unchanged.
-    scaled = mmd2_unbiased(7.0 * x, 7.0 * y, bandwidths=(0.5, 1.0), median_heuristic=True).item()
+    scaled = mmd2_unbiased(7.0 * x, 7.0 * y, kernel=kernel_of(bandwidths=(0.5, 1.0), median_heuristic=True)).item()
     assert abs(scaled - ref) <= 1e-9 * abs(ref)
 
 
 def test_identical_distributions_near_zero_and_different_ones_positive():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(400, 3, generator=g), torch.randn(400, 3, generator=g)
-    assert abs(mmd2_unbiased(x, y, bandwidths=(1.0,)).item()) < 5e-3
-    assert mmd2_unbiased(x, y + 1.0, bandwidths=(1.0,)).item() > 0.1
+    assert abs(mmd2_unbiased(x, y, kernel=kernel_of(bandwidths=(1.0,))).item()) < 5e-3
+    assert mmd2_unbiased(x, y + 1.0, kernel=kernel_of(bandwidths=(1.0,))).item() > 0.1
 
 
 # ---------------------------------------------------------------- dHSIC oracle for the shuffled statistic
@@ -143,7 +148,8 @@ def _check_dhsic_oracle():
     oracle = np_dhsic_mean_over_shuffles(z.numpy(), sigmas)
     shuffler = torch.Generator().manual_seed(11)
     draws = np.array([
-        mmd2_unbiased(z.flatten(1), shuffle_codebooks(z, shuffler).flatten(1), bandwidths=sigmas).item()
+        mmd2_unbiased(z.flatten(1), shuffle_codebooks(z, shuffler).flatten(1),
+                      kernel=kernel_of(bandwidths=sigmas)).item()
         for _ in range(1500)
     ])
     se = draws.std(ddof=1) / np.sqrt(len(draws))
@@ -223,8 +229,8 @@ def test_linear_kernel_is_degenerate_under_shuffling_and_warns():
     z = torch.cat([base, base + 0.05 * torch.randn(200, 1, 3, generator=g)], dim=1)  # strongly dependent
     zs = shuffle_codebooks(z, torch.Generator().manual_seed(1))
     with pytest.warns(UserWarning, match="degenerate"):
-        lin = mmd2_unbiased(z.flatten(1), zs.flatten(1), kernel="linear").item()
-    quad = mmd2_unbiased(z.flatten(1), zs.flatten(1), kernel="quadratic").item()
+        lin = mmd2_unbiased(z.flatten(1), zs.flatten(1), kernel=kernel_of(kernel="linear")).item()
+    quad = mmd2_unbiased(z.flatten(1), zs.flatten(1), kernel=kernel_of(kernel="quadratic")).item()
     assert quad > 1.0
     assert abs(lin) < 0.02 * quad
 
@@ -234,7 +240,7 @@ def test_low_precision_inputs_and_autocast_compute_in_fp32():
     x, y = samples(n=40, m=40, d=64, seed=6, dtype=torch.float32)
     for dtype in (torch.float16, torch.bfloat16):
         xl, yl = x.to(dtype), y.to(dtype)
-        ref = mmd2_unbiased(xl.float(), yl.float(), bandwidths=(2.0, 8.0))
+        ref = mmd2_unbiased(xl.float(), yl.float(), kernel=kernel_of(bandwidths=(2.0, 8.0)))
         for path in ("dense", "auto"):
             got = mmd(xl, yl, path, bandwidths=(2.0, 8.0))
             assert got.dtype == torch.float32
@@ -272,7 +278,7 @@ def test_tf32_settings_restored():
 def test_bad_options_raise(kwargs, match):
     x, y = samples(n=5, m=5, d=2)
     with pytest.raises(ValueError, match=match):
-        mmd2_unbiased(x, y, **kwargs)
+        mmd(x, y, "auto", **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -291,7 +297,7 @@ def test_bad_shapes_raise(x, y, match):
 
 def test_median_heuristic_without_distinct_rows_falls_back_to_unit_scale():
     """A fully collapsed batch (every row the same) must not stop training: the bandwidths stay as given."""
-    with_heuristic = mmd2_unbiased(torch.ones(6, 3), torch.zeros(6, 3), median_heuristic=True)
+    with_heuristic = mmd2_unbiased(torch.ones(6, 3), torch.zeros(6, 3), kernel=Kernel(median_heuristic=True))
     assert torch.equal(with_heuristic, mmd2_unbiased(torch.ones(6, 3), torch.zeros(6, 3)))
 
 
@@ -307,7 +313,7 @@ def test_median_heuristic_ignores_duplicate_rows():
     assert median_pairwise_distance(x).item() == pytest.approx(pairs.median().item(), rel=0.3)
     assert median_pairwise_distance(distinct[:1].repeat(5, 1)).item() == 1.0
     y = x.clone().requires_grad_(True)
-    value = mmd2_unbiased(y, y.roll(1, 0).detach(), median_heuristic=True)
+    value = mmd2_unbiased(y, y.roll(1, 0).detach(), kernel=Kernel(median_heuristic=True))
     value.backward()
     assert torch.isfinite(y.grad).all()
 
@@ -315,7 +321,8 @@ def test_median_heuristic_ignores_duplicate_rows():
 # ---------------------------------------------------------------- block U-statistic (mmd2_blocks)
 def test_blocks_match_numpy_mean_over_the_drawn_blocks():
     x, y = samples(n=23, m=17, d=4, seed=6)
-    got = mmd2_blocks(x, y, 5, generator=torch.Generator().manual_seed(3), bandwidths=(0.7, 2.0)).item()
+    got = mmd2_blocks(x, y, 5, kernel=kernel_of(bandwidths=(0.7, 2.0)),
+                      generator=torch.Generator().manual_seed(3)).item()
     # Same draws, replayed: permutation of x's rows then of y's, each cut into min(23, 17) // 5 = 3 blocks.
     g = torch.Generator().manual_seed(3)
     px, py = torch.randperm(23, generator=g).numpy(), torch.randperm(17, generator=g).numpy()
@@ -331,9 +338,10 @@ def test_blocks_average_to_the_full_statistic_over_partitions():
     # random partitions is exactly eq. (7) on all rows.
     x, y = samples(n=24, m=24, d=3, seed=7)
     y = y + 0.5
-    full = mmd2_unbiased(x, y, bandwidths=(1.0,)).item()
+    full = mmd2_unbiased(x, y, kernel=kernel_of(bandwidths=(1.0,))).item()
     g = torch.Generator().manual_seed(0)
-    draws = np.array([mmd2_blocks(x, y, 6, generator=g, bandwidths=(1.0,)).item() for _ in range(3000)])
+    unit = kernel_of(bandwidths=(1.0,))
+    draws = np.array([mmd2_blocks(x, y, 6, kernel=unit, generator=g).item() for _ in range(3000)])
     se = draws.std(ddof=1) / np.sqrt(len(draws))
     assert abs(draws.mean() - full) < 4 * se
     assert 4 * se < 0.05 * full  # precise enough to see a 5 % bias (b^2 instead of b(b-1) would be 17 %)
@@ -343,19 +351,19 @@ def test_blocks_gradient_reaches_every_row_and_passes_gradcheck():
     x, y = samples(n=20, m=16, d=3, seed=8)
     x.requires_grad_(True)
     y.requires_grad_(True)
-    mmd2_blocks(x, y, 4, generator=torch.Generator().manual_seed(1), bandwidths=(0.7, 2.0)).backward()
+    mmd2_blocks(x, y, 4, kernel=kernel_of(bandwidths=(0.7, 2.0)), generator=torch.Generator().manual_seed(1)).backward()
     assert (x.grad.abs().sum(1) > 0).all() and (y.grad.abs().sum(1) > 0).all()
     assert torch.autograd.gradcheck(
-        lambda a, b: mmd2_blocks(a, b, 4, generator=torch.Generator().manual_seed(1), bandwidths=(0.7, 2.0),
-                                 tile=3), (x, y))
+        lambda a, b: mmd2_blocks(a, b, 4, kernel=kernel_of(bandwidths=(0.7, 2.0)),
+                                 generator=torch.Generator().manual_seed(1), tile=3), (x, y))
 
 
 def test_blocks_share_one_median_and_fall_back_to_all_pairs():
     x, y = samples(n=40, m=40, d=3, seed=9)
     diff = x.numpy()[:, None] - x.numpy()[None]
     med = float(np.median(np.sqrt((diff**2).sum(-1))[np.triu_indices(40, k=1)]))
-    got = mmd2_blocks(x, y, 10, generator=torch.Generator().manual_seed(2), bandwidths=(0.5,),
-                      median_heuristic=True).item()
+    got = mmd2_blocks(x, y, 10, kernel=kernel_of(bandwidths=(0.5,), median_heuristic=True),
+                      generator=torch.Generator().manual_seed(2)).item()
     g = torch.Generator().manual_seed(2)
     px, py = torch.randperm(40, generator=g).numpy(), torch.randperm(40, generator=g).numpy()
     ref = np.mean([np_mmd2(x.numpy()[i], y.numpy()[j], kernel="gaussian", bandwidths=(0.5,), median=med)

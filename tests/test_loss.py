@@ -7,10 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from mmd_audiocraft.core.kernels import Kernel
 from mmd_audiocraft.core.loss import MMDIndependenceLoss, independence_loss
 from mmd_audiocraft.core.mmd import mmd2_blocks
+from mmd_audiocraft.core.options import LossOptions
 from mmd_audiocraft.core.patterns import group_rows
 from mmd_audiocraft.core.shuffle import factorized_sample, shuffle_codebooks
+
+UNIT = Kernel(bandwidths=(1.0,))  # one sigma of 1: the tests' codes are unit-variance Gaussians
 
 
 def gaussian_codes(b=2, k=3, t=50, n=4, dependent=False, seed=0, noise=0.1):
@@ -84,28 +88,28 @@ def test_estimator_bias_paper_reads_low_disjoint_unbiased(one_thread):
     for _ in range(200):
         z = torch.randn(1, 3, 64, 2, generator=g)  # n = 64 rows, K = 3, N = 2, independent codebooks
         for est in draws:
-            draws[est].append(independence_loss(z, pattern="parallel", bandwidths=(1.0,), estimator=est,
+            draws[est].append(independence_loss(z, pattern="parallel", kernel=UNIT, estimator=est,
                                                 generator=g).item())
     stats = {est: (np.mean(v), np.std(v, ddof=1) / np.sqrt(len(v))) for est, v in draws.items()}
     assert abs(stats["disjoint"][0]) < 2 * stats["disjoint"][1]
     assert stats["paper"][0] < -3 * stats["paper"][1]
     for est in draws:  # on dependent data both are clearly positive
         dep = [independence_loss(gaussian_codes(b=1, t=64, n=2, dependent=True, noise=0.3, seed=s),
-                                 pattern="parallel", bandwidths=(1.0,), estimator=est, generator=g).item()
+                                 pattern="parallel", kernel=UNIT, estimator=est, generator=g).item()
                for s in range(20)]
         assert np.mean(dep) > 4 * np.std(dep, ddof=1) / np.sqrt(len(dep))
 
 
 def test_clamp_and_max_rows():
     z = gaussian_codes(t=40)
-    raw = [independence_loss(z, bandwidths=(1.0,), generator=torch.Generator().manual_seed(s)) for s in range(8)]
+    raw = [independence_loss(z, kernel=UNIT, generator=torch.Generator().manual_seed(s)) for s in range(8)]
     assert min(v.item() for v in raw) < 0  # near independence the unbiased estimate goes negative
-    clamped = [independence_loss(z, bandwidths=(1.0,), clamp=True, generator=torch.Generator().manual_seed(s))
+    clamped = [independence_loss(z, kernel=UNIT, clamp=True, generator=torch.Generator().manual_seed(s))
                for s in range(8)]
     assert all(c.item() == max(r.item(), 0.0) for c, r in zip(clamped, raw))
     zg = z.clone().requires_grad_(True)
     neg = next(s for s in range(8) if raw[s].item() < 0)
-    independence_loss(zg, bandwidths=(1.0,), clamp=True, generator=torch.Generator().manual_seed(neg)).backward()
+    independence_loss(zg, kernel=UNIT, clamp=True, generator=torch.Generator().manual_seed(neg)).backward()
     assert torch.count_nonzero(zg.grad) == 0  # the clamp switches the gradient off
     # max_rows: only that many rows enter, so rows outside the subset get no gradient.
     zg = z.clone().requires_grad_(True)
@@ -118,14 +122,14 @@ def test_clamp_and_max_rows():
 def test_block_rows_is_the_block_statistic_and_uses_every_row():
     z = gaussian_codes(t=40)  # delay rows: 2 items x 38 frames = 76
     zg = z.clone().requires_grad_(True)
-    value = independence_loss(zg, bandwidths=(1.0,), block_rows=16, generator=torch.Generator().manual_seed(0))
+    value = independence_loss(zg, kernel=UNIT, block_rows=16, generator=torch.Generator().manual_seed(0))
     value.backward()
     g = torch.Generator().manual_seed(0)  # replayed: shuffles first, then the block partitions
     joint, factorized = factorized_sample(group_rows(z, "delay", None), "paper", g)
-    ref = mmd2_blocks(joint.flatten(1), factorized.flatten(1), 16, generator=g, bandwidths=(1.0,))
+    ref = mmd2_blocks(joint.flatten(1), factorized.flatten(1), 16, generator=g, kernel=UNIT)
     assert value.item() == ref.item()
     zf = z.clone().requires_grad_(True)
-    independence_loss(zf, bandwidths=(1.0,), generator=torch.Generator().manual_seed(0)).backward()
+    independence_loss(zf, kernel=UNIT, generator=torch.Generator().manual_seed(0)).backward()
     assert torch.equal(zg.grad != 0, zf.grad != 0)  # the same (item, codebook, frame) cells as all pairs
 
 
@@ -142,7 +146,7 @@ def test_gradient_reduces_dependence(one_thread):
     g = torch.Generator().manual_seed(0)
     for _ in range(15):
         opt.zero_grad()
-        independence_loss(z, pattern="parallel", bandwidths=(1.0, 2.0), generator=g).backward()
+        independence_loss(z, pattern="parallel", kernel=Kernel(bandwidths=(1.0, 2.0)), generator=g).backward()
         opt.step()
     assert before > 0.7
     assert mean_abs_correlation(z.detach().numpy()) < before - 0.15
@@ -179,25 +183,20 @@ def test_module_matches_function():
     assert mod(z).item() == ref.item()
 
 
-def test_from_config():
+def test_options_from_a_flat_config_node_carry_the_kernel_whole():
+    """The `inde` node's flat kernel keys become one Kernel, and the loss it gives is the loss of that Kernel."""
     z = gaussian_codes()
-    cfg = {"kernel": "gaussian", "bandwidths": [1.0, 2.0], "bandwidth_mode": "variance", "median_heuristic": False,
-           "estimator": "paper", "max_rows": None, "block_rows": None, "clamp": False,
-           "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [0, 2, 3]}}}
-    mod = MMDIndependenceLoss.from_config(cfg)
-    ref = independence_loss(z, delays=[0, 2, 3], bandwidths=[1.0, 2.0], bandwidth_mode="variance",
-                            generator=torch.Generator().manual_seed(0))
-    assert mod(z).item() == ref.item()
-    cfg["codebooks_pattern"] = {"modeling": "parallel"}
-    assert MMDIndependenceLoss.from_config(cfg).options["pattern"] == "parallel"
-    cfg["codebooks_pattern"] = {"modeling": "unroll"}
-    with pytest.raises(NotImplementedError, match="pattern_provider"):
-        MMDIndependenceLoss.from_config(cfg)
-    provider = object()
-    assert MMDIndependenceLoss.from_config(cfg, pattern_provider=provider).options["pattern"] is provider
-    omegaconf = pytest.importorskip("omegaconf")
-    cfg["codebooks_pattern"] = {"modeling": "delay", "delay": {"delays": [0, 2, 3]}}
-    assert MMDIndependenceLoss.from_config(omegaconf.OmegaConf.create(cfg))(z).item() == ref.item()
+    node = {"kernel": "gaussian", "bandwidths": [1.0, 2.0], "bandwidth_mode": "variance", "median_heuristic": False,
+            "estimator": "disjoint", "max_rows": None, "block_rows": None, "clamp": False}
+    options = LossOptions.from_config(node)
+    assert options.kernel == Kernel("gaussian", (1.0, 2.0), "variance", False) and options.estimator == "disjoint"
+    got = independence_loss(z, delays=[0, 2, 3], options=options, generator=torch.Generator().manual_seed(0))
+    ref = independence_loss(z, delays=[0, 2, 3], kernel=Kernel(bandwidths=(1.0, 2.0), bandwidth_mode="variance"),
+                            estimator="disjoint", generator=torch.Generator().manual_seed(0))
+    assert got.item() == ref.item()
+    assert LossOptions.from_config(options.as_config()) == options
+    with pytest.raises(ValueError, match=r"inde\.bandwidth_mode='std'"):
+        LossOptions.from_config({"bandwidth_mode": "std"})
 
 
 def test_low_precision_and_autocast_give_fp32():
@@ -216,6 +215,15 @@ def test_low_precision_and_autocast_give_fp32():
 
 
 # ---------------------------------------------------------------- errors
+@pytest.mark.parametrize("fields,match", [({"bandwidths": [1.0, -1.0]}, "bandwidths must be finite and > 0"),
+                                          ({"bandwidths": []}, "bandwidths is empty"),
+                                          ({"bandwidth_mode": "std"}, "bandwidth_mode='std'"),
+                                          ({"name": "rbf"}, "kernel='rbf'")])
+def test_a_bad_kernel_is_refused_when_it_is_made(fields, match):
+    with pytest.raises(ValueError, match=match):
+        Kernel(**fields)
+
+
 @pytest.mark.parametrize(
     "z,kwargs,match",
     [
@@ -227,8 +235,7 @@ def test_low_precision_and_autocast_give_fp32():
         (gaussian_codes(b=1, t=1), {"pattern": "parallel"}, "only 1 row"),
         (gaussian_codes().masked_fill(gaussian_codes() > 2.5, float("inf")), {}, "NaN or infinite"),
         (gaussian_codes(), {"kernel": "rbf"}, "kernel='rbf'"),
-        (gaussian_codes(), {"bandwidths": [1.0, -1.0]}, "bandwidths"),
-        (gaussian_codes(), {"bandwidth_mode": "std"}, "bandwidth_mode"),
+        (gaussian_codes(), {"bandwidths": [1.0, 2.0]}, r"bandwidths is not an option of the loss: .*kernel=Kernel"),
         (gaussian_codes(), {"delays": [0, 1]}, "delays has 2 entries"),
         (gaussian_codes(), {"estimator": "split"}, "estimator='split'"),
         (gaussian_codes(), {"max_rows": 1}, "max_rows"),

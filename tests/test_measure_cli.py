@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mmd_audiocraft.apps import cli, measure
+from mmd_audiocraft.apps.manifest import AudioFile, plan_segments, read_manifest
 from mmd_audiocraft.core.metrics import independence_report
 from mmd_audiocraft.core.sampling import VectorSample
 from mmd_audiocraft.integration.loaders import LoadedModel
@@ -84,7 +85,7 @@ def fake_data(tmp_path, monkeypatch):
         path.write_bytes(b"")
         codes[path] = rng.integers(0, BINS, size=(K, int(sec * SR / HOP)))
         codes[path][1] = (codes[path][0] + (rng.random(codes[path].shape[1]) < 0.2)) % BINS  # dependence
-        files.append(measure.AudioFile(path, sec, SR))
+        files.append(AudioFile(path, sec, SR))
     audio = {p: fake_audio(c) for p, c in codes.items()}
 
     def read_segment(seg, sample_rate, channels):
@@ -165,7 +166,7 @@ def test_mmd_sees_dependent_vectors(tmp_path, monkeypatch):
         audio = fake_audio(c)
         monkeypatch.setattr(measure, "read_segment", lambda seg, sr, ch, a=audio: torch.from_numpy(
             a[seg.start: seg.start + seg.length]).float()[None])
-        res = measure.measure_model(loaded(FakeCodec()), [measure.AudioFile(path, 300.0, SR)],
+        res = measure.measure_model(loaded(FakeCodec()), [AudioFile(path, 300.0, SR)],
                                     pattern="parallel", segment_seconds=50, null_shuffles=0, mmd_rows=600,
                                     progress=False)
         assert res["mmd"]["rows"] == 600 and res["mmd"]["kernel"] == "gaussian"
@@ -208,9 +209,9 @@ def test_plan_segments_and_manifest_reading(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"")
     with gzip.open(tmp_path / "data.jsonl.gz", "wt") as f:  # relative path: resolved beside the manifest
         f.write(json.dumps({"path": "a.wav", "duration": 2.05, "sample_rate": 8000}) + "\n")
-    manifest, files = measure.read_manifest(tmp_path)
+    manifest, files = read_manifest(tmp_path)
     assert manifest.name == "data.jsonl.gz" and files[0].path == tmp_path / "a.wav"
-    segs = measure.plan_segments(files, 0.5)
+    segs = plan_segments(files, 0.5)
     assert [(s.start, s.length) for s in segs] == [(0, 4000), (4000, 4000), (8000, 4000), (12000, 4000),
                                                    (16000, 400)]
 

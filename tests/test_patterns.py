@@ -5,6 +5,7 @@ import os
 from collections import namedtuple
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,3 +168,18 @@ def test_min_frames_of_patterns_without_a_full_step():
     assert min_frames(cp.CoarseFirstPattern(4, delays=[0, 1, 2]), 4) == 3  # codebooks 1-3 delayed by 0, 1, 2
     with pytest.raises(ValueError, match="trivially independent"):
         min_frames(cp.UnrolledPatternProvider(4), 4)
+
+
+def test_codes_and_vectors_are_grouped_by_one_rule_negative_delays_included():
+    """The information measures (integer codes, numpy) and the loss (vectors, torch) use one grouping: the same
+    rows for delays of any sign, written out here from the definition (step s holds codebook q at frame
+    s - delays[q], for the steps where every codebook exists)."""
+    from mmd_audiocraft.core.metrics import codes_to_rows
+
+    delays, b, k, t = [1, 0, -1], 2, 3, 6
+    z = labelled(b=b, k=k, t=t, n=1)
+    codes = z[..., 0].long().numpy()
+    hi, lo = max(delays), min(delays)
+    expected = np.array([[codes[i, q, s - delays[q]] for q in range(k)] for i in range(b) for s in range(hi, t + lo)])
+    np.testing.assert_array_equal(codes_to_rows(codes, "delay", delays), expected)
+    np.testing.assert_array_equal(group_by_pattern(z, "delay", delays)[..., 0].long().numpy(), expected)

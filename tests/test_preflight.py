@@ -15,7 +15,8 @@ import shutil
 import pytest
 import torch
 
-from mmd_audiocraft.integration.preflight import ConfigError, check_batch_sizes
+from mmd_audiocraft.integration.errors import ConfigError
+from mmd_audiocraft.integration.preflight import check_batch_sizes
 
 from .conftest import ROOT, TINY, finish, load_checkpoint, start_dora
 
@@ -175,10 +176,32 @@ def test_lm_codec_forms_build_and_mistakes_name_the_key(build, trained_codec, lm
     assert f"write {key}=//pretrained/{exported}" in fails(build, *LM, f"{key}={exported}")
     assert "does not exist" in fails(build, *LM, f"{key}=//sig/0badc0de")
     sig = f"{key}=//sig/{good.name}"
-    assert f"transformer_lm.card=64 but the codec {sig} has 128 codes per codebook: set transformer_lm.card=128" \
+    assert f"{sig} has 4 codebooks of 128 codes, which this LM config does not fit: set transformer_lm.card=128 (" \
         in fails(build, *LM, sig, "transformer_lm.card=64")
-    assert "transformer_lm.n_q=3 but the codec" in fails(build, *LM, sig, "transformer_lm.n_q=3")
+    assert "does not fit: set transformer_lm.n_q=4 (" in fails(build, *LM, sig, "transformer_lm.n_q=3")
     assert "sample_rate=32000 but the codec" in fails(build, *LM, sig, "sample_rate=32000")
+
+
+@pytest.mark.slow
+def test_an_lm_codec_mismatch_names_every_key_to_change_and_following_it_builds(build, compose, one_thread):
+    """A 2-codebook codec under the 4-codebook tiny LM: the advice names transformer_lm.n_q and the pattern's
+    delays together (setting n_q alone ends in audiocraft's bare assertion on the delays); following it exactly,
+    the LM solver builds on that codec."""
+    from .conftest import seeded_solver
+
+    codec = compose(*CODEC, "rvq.n_q=2", "encodec.renormalize=false")
+    untrained = seeded_solver(codec)  # a 2 x 128 codec in this Dora dir: the preflight only reads its shape
+    with codec.enter():
+        codec.folder.mkdir(parents=True, exist_ok=True)
+        untrained.save_checkpoints()
+    sig = f"compression_model_checkpoint=//sig/{codec.sig}"
+    message = fails(build, *LM, sig)
+    assert message.startswith(f"{sig} has 2 codebooks of 128 codes, which this LM config does not fit: set "
+                              "transformer_lm.n_q=2 codebooks_pattern.delay.delays=[0,1] (they change together")
+    advice = message.split(": set ", 1)[1].split(" (", 1)[0].split()
+    solver = build(*LM, sig, *advice)
+    assert (solver.model.n_q, solver.model.card) == (2, 128)
+    assert solver.model.pattern_provider.delays == [0, 1]
 
 
 # -- through the Dora main, in real processes --------------------------------------------------------------------

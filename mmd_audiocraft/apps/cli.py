@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, format_compare_table, write_json
+    from .compare import compare, format_compare_table
+    from .json_output import write_json
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UserError("--plot needs matplotlib (pip install 'mmd-audiocraft[plot]')")
@@ -113,7 +114,8 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 def _run_measure(args: argparse.Namespace) -> int:
     from ..core.metrics.factorization_gap import GapOptions
-    from .measure import measure, write_json
+    from .json_output import write_json
+    from .measure import measure
     from .measure_table import format_table
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:

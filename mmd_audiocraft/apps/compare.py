@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["COMPARE_SCHEMA", "CompareInputError", "XPEntry", "resolve_inputs", "compare", "format_compare_table",
-           "write_json", "CORRECTED_KEYS", "is_at_null"]
+           "CORRECTED_KEYS", "is_at_null"]
 
 COMPARE_SCHEMA = "mmd-audiocraft/compare/1"
 SIG_PREFIX = "//sig/"
@@ -400,24 +400,6 @@ def compare(inputs: Sequence[str]) -> dict:
             indexes[dora_dir] = lm_index(dora_dir, [e.sig for e in entries if e.dora_dir == dora_dir])
     rows = [_row(entry, settings, indexes.get(entry.dora_dir, {})) for entry in entries]
     return {"schema": COMPARE_SCHEMA, "inputs": [str(i) for i in inputs], "settings": settings, "xps": rows}
-
-
-def write_json(result: dict, path: str | Path) -> Path:
-    """Write `result` as strict JSON (non-finite numbers as null); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
-    return path
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------------------------------- table

@@ -23,7 +23,6 @@ The result is a JSON-ready dict: `independence_report`'s keys (its `schema_versi
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -32,21 +31,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.kernels import DEFAULT_BANDWIDTHS
+from ..core.kernels import DEFAULT_BANDWIDTHS, Kernel
 from ..core.metrics import CodeCounts, codes_to_rows, independence_report
 from ..core.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index
 from ..core.patterns import min_frames as pattern_min_frames
 from ..core.sampling import VectorSample
-from ..integration.loaders import LoadedModel, ModelLoadError, load_compression_model
-from .manifest import AudioFile, ManifestError, Segment, plan_segments, read_manifest, read_segment
+from ..integration.loaders import LoadedModel, load_compression_model
+from .manifest import AudioFile, ManifestError, plan_segments, read_manifest, read_segment
 
-__all__ = ["MEASURE_SCHEMA", "PATTERNS", "MeasureInputError", "AudioFile", "Segment", "read_manifest",
-           "plan_segments", "read_segment", "VectorSample", "measure_model", "measure", "write_json",
-           "ModelLoadError", "encode_files", "gap_report"]
+__all__ = ["MEASURE_SCHEMA", "PATTERNS", "MeasureInputError", "measure_model", "measure", "encode_files",
+           "gap_report"]
 
 MEASURE_SCHEMA = "mmd-audiocraft/measure/1"
 PATTERNS = ("delay", "parallel")
-MMD_KERNEL = "gaussian"  # fixed, so that numbers of different codecs compare
+MMD_KERNEL = Kernel()  # the paper's, fixed, so that numbers of different codecs compare
 
 
 class MeasureInputError(ManifestError):
@@ -74,7 +72,7 @@ def check_encoded_codes(codes, batch: int, num_codebooks: int, bins: int) -> tor
 
 
 def codebook_vectors(model, codes: torch.Tensor) -> torch.Tensor | None:
-    """Each codebook's quantized vector for `codes` [B, K, T]: [B, K, T, D], or None without VQ layers."""
+    """Each codebook's quantized vector for `codes` [B, K, T]: [B, K, T, N], or None without VQ layers."""
     from ..integration.capture import codebook_layers
 
     quantizer = getattr(model, "quantizer", None)
@@ -86,7 +84,7 @@ def codebook_vectors(model, codes: torch.Tensor) -> torch.Tensor | None:
         return None
     if len(layers) < codes.shape[1] or not all(hasattr(layer, "decode") for layer in layers):
         return None
-    vectors = [layers[k].decode(codes[:, k]) for k in range(codes.shape[1])]  # each [B, D, T]
+    vectors = [layers[k].decode(codes[:, k]) for k in range(codes.shape[1])]  # each [B, N, T]
     return torch.stack(vectors, dim=1).transpose(2, 3).float()
 
 
@@ -94,8 +92,9 @@ def mmd_estimates(sample: VectorSample, seed: int, note: str | None = None) -> d
     """MMD^2 between joint vector tuples and their factorized copy, both estimators, fixed kernel."""
     from ..core.loss import independence_loss_from_rows
 
-    out = {"rows": 0 if sample.rows is None else int(sample.rows.shape[0]), "kernel": MMD_KERNEL,
-           "bandwidths": list(DEFAULT_BANDWIDTHS[MMD_KERNEL]), "bandwidth_mode": "sigma", "seed": int(seed),
+    out = {"rows": 0 if sample.rows is None else int(sample.rows.shape[0]), "kernel": MMD_KERNEL.name,
+           "bandwidths": list(MMD_KERNEL.bandwidths or DEFAULT_BANDWIDTHS[MMD_KERNEL.name]),
+           "bandwidth_mode": MMD_KERNEL.bandwidth_mode, "seed": int(seed),
            "disjoint": None, "paper": None, "note": note}
     if sample.rows is None:
         out["note"] = note or "no vectors were sampled"
@@ -297,28 +296,9 @@ def measure(model: str, data: str | Path, *, pattern: str = "delay", max_frames:
     _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles)
     device = _check_device(device)
     manifest, files = read_manifest(data)
-    from ..integration.seams import install_quantizers, prepare_process
-
-    prepare_process()
-    install_quantizers()  # codecs with our quantizers (pvq)
     loaded = load_compression_model(model, device=device, trust_checkpoint=trust_checkpoint)
     result = measure_model(loaded, files, pattern=pattern, max_frames=max_frames, batch_size=batch_size,
                            segment_seconds=segment_seconds, device=device, mmd_rows=mmd_rows,
                            null_shuffles=null_shuffles, seed=seed, progress=progress, gap=gap)
     result["data"] = str(manifest.resolve())
     return result
-
-
-def write_json(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
-    return path
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")

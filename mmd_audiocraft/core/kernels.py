@@ -1,18 +1,18 @@
-"""Kernels for the MMD independence loss, resolved once into a small spec the estimators share.
+"""Kernels for the MMD independence loss: the kernel as chosen (:class:`Kernel`, one object from the config to
+the estimator) and the same kernel resolved into the numbers the estimators evaluate (:class:`ResolvedKernel`).
 
 Two families, because their gradients have different shapes:
 - distance kernels k = f(d2) with d2 = |x - y|^2 (``gaussian``, ``inverse``): the squared distances are
   computed once per pair of samples and every bandwidth reuses them;
 - dot kernels k = f(s) with s = x . y (``linear``, ``quadratic``).
 
-A :class:`Kernel` carries f and f' evaluated on a whole block, so the tiled estimator can form the analytic
-gradient without autograd, and the dense estimator can differentiate the same formula with autograd.
+A :class:`ResolvedKernel` carries f and f' evaluated on a whole block, so the tiled estimator can form the
+analytic gradient without autograd, and the dense estimator can differentiate the same formula with autograd.
 """
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +26,93 @@ MEDIAN_HEURISTIC_ROWS = 1024
 
 @dataclass(frozen=True)
 class Kernel:
-    """A kernel with its bandwidths resolved to plain numbers.
+    """The kernel k of the paper's eq. (7) as a user chooses it; validated at construction.
+
+    Fields (the config keys `inde.kernel`, `inde.bandwidths`, `inde.bandwidth_mode`, `inde.median_heuristic`):
+        name: "gaussian" (sum over sigmas of exp(-d2 / (2 sigma^2)), the paper's multi-scale kernel, default
+            sigmas 0.1, 1, 5, 10, 20, 50), "inverse" (sum of (1 + d2 / sigma^2)^-1, default sigma 12), "linear"
+            (x . y: degenerate under per-codebook shuffling, see :meth:`warn_if_degenerate`) or "quadratic"
+            ((x . y)^2).
+        bandwidths: the sigmas, in the units of the code vectors (None: the kernel's defaults above; ignored by
+            the dot kernels).
+        bandwidth_mode: "sigma" (the paper's reading) or "variance" (the list read as sigma^2, how the authors'
+            code used the same numbers).
+        median_heuristic: multiply every sigma by the median pairwise distance between the joint sample's rows.
+
+    Raises ValueError naming the config key, its value and what was expected.
+    """
+
+    name: str = "gaussian"
+    bandwidths: tuple[float, ...] | None = None
+    bandwidth_mode: str = "sigma"
+    median_heuristic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in KERNELS:
+            raise ValueError(f"kernel={self.name!r} is unknown; expected one of {KERNELS}")
+        if self.bandwidth_mode not in BANDWIDTH_MODES:
+            raise ValueError(f"bandwidth_mode={self.bandwidth_mode!r} is unknown; expected one of {BANDWIDTH_MODES}")
+        if not isinstance(self.median_heuristic, bool):
+            raise ValueError(f"median_heuristic={self.median_heuristic!r}: expected true or false")
+        if self.bandwidths is None:
+            return
+        values = (self.bandwidths,) if isinstance(self.bandwidths, (int, float)) else tuple(self.bandwidths)
+        try:
+            values = tuple(float(b) for b in values)
+        except (TypeError, ValueError):
+            raise ValueError(f"bandwidths={self.bandwidths!r}: expected a list of numbers > 0") from None
+        if not values:
+            raise ValueError("bandwidths is empty; expected at least one positive bandwidth")
+        for b in values:
+            if not (b > 0 and math.isfinite(b)):
+                raise ValueError(f"bandwidths must be finite and > 0, got {b!r} in {values}")
+        object.__setattr__(self, "bandwidths", values)
+
+    @classmethod
+    def of(cls, kernel: Kernel | str | None) -> Kernel:
+        """A Kernel from a Kernel, a kernel name (its default bandwidths) or None (the paper's)."""
+        if kernel is None:
+            return cls()
+        if isinstance(kernel, str):
+            return cls(kernel)
+        if not isinstance(kernel, cls):
+            raise ValueError(f"kernel must be a Kernel or a kernel name, got {type(kernel).__name__}")
+        return kernel
+
+    @property
+    def uses_bandwidths(self) -> bool:
+        return self.name in DEFAULT_BANDWIDTHS
+
+    def warn_if_degenerate(self, stacklevel: int = 2) -> None:
+        """The linear kernel warns: shuffling each codebook's rows keeps its column sums, so the statistic is ~0
+        whatever the dependence and its gradient carries no independence signal."""
+        if self.name == "linear":
+            warnings.warn(
+                "kernel='linear' is degenerate for the independence loss: shuffling each codebook's rows keeps "
+                "its column sums, so the MMD is ~0 whatever the dependence between codebooks.",
+                UserWarning, stacklevel=stacklevel + 1)
+
+    def resolve(self, median: float | None = None) -> ResolvedKernel:
+        """The numbers the estimators evaluate. ``median`` (the median heuristic's distance) multiplies every
+        sigma; ValueError when it is not a positive finite number."""
+        if not self.uses_bandwidths:
+            return ResolvedKernel(self.name, "dot")
+        values = self.bandwidths if self.bandwidths is not None else DEFAULT_BANDWIDTHS[self.name]
+        variances = [b if self.bandwidth_mode == "variance" else b * b for b in values]
+        if median is not None:
+            median = float(median)
+            if not (median > 0 and math.isfinite(median)):
+                raise ValueError(
+                    f"median heuristic gave a median pairwise distance of {median!r}; it needs rows that differ")
+            variances = [v * median * median for v in variances]
+        if self.name == "gaussian":
+            return ResolvedKernel(self.name, "distance", tuple(0.5 / v for v in variances))
+        return ResolvedKernel(self.name, "distance", tuple(1.0 / v for v in variances))
+
+
+@dataclass(frozen=True)
+class ResolvedKernel:
+    """A :class:`Kernel` with its bandwidths resolved to plain numbers.
 
     ``kind`` is "distance" (argument d2) or "dot" (argument x . y). ``scales`` are the per-bandwidth
     multipliers of d2: 1 / (2 sigma^2) for ``gaussian``, 1 / sigma^2 for ``inverse``; empty for dot kernels.
@@ -118,54 +204,3 @@ def median_pairwise_distance(x: torch.Tensor, max_rows: int = MEDIAN_HEURISTIC_R
         half = dist.numel() // 2  # interpolated median, as numpy's, by selection rather than sorting
         upper = dist.kthvalue(half + 1).values
         return upper if dist.numel() % 2 else 0.5 * (dist.kthvalue(half).values + upper)
-
-
-def make_kernel(
-    kernel: str = "gaussian",
-    bandwidths: Sequence[float] | None = None,
-    bandwidth_mode: str = "sigma",
-    median: float | None = None,
-    *,
-    warn: bool = True,
-) -> Kernel:
-    """Resolve a kernel name and bandwidths into a :class:`Kernel`.
-
-    ``bandwidths`` are sigmas (``bandwidth_mode="sigma"``, the paper's reading) or sigma^2 (``"variance"``,
-    how the authors' code used the same list). ``median`` (from the median heuristic) multiplies every sigma.
-    Dot kernels ignore bandwidths. The linear kernel warns: per-codebook shuffling keeps each block's column
-    sums, so the statistic is ~0 whatever the dependence and its gradient carries no independence signal.
-    """
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel={kernel!r} is unknown; expected one of {KERNELS}")
-    if bandwidth_mode not in BANDWIDTH_MODES:
-        raise ValueError(f"bandwidth_mode={bandwidth_mode!r} is unknown; expected one of {BANDWIDTH_MODES}")
-    if kernel in ("linear", "quadratic"):
-        if kernel == "linear" and warn:
-            warnings.warn(
-                "kernel='linear' is degenerate for the independence loss: shuffling each codebook's rows keeps "
-                "its column sums, so the MMD is ~0 whatever the dependence between codebooks.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return Kernel(kernel, "dot")
-    if bandwidths is None:
-        bandwidths = DEFAULT_BANDWIDTHS[kernel]
-    elif isinstance(bandwidths, (int, float)):
-        bandwidths = (bandwidths,)
-    values = tuple(float(b) for b in bandwidths)
-    if not values:
-        raise ValueError("bandwidths is empty; expected at least one positive bandwidth")
-    for b in values:
-        if not (b > 0 and math.isfinite(b)):
-            raise ValueError(f"bandwidths must be finite and > 0, got {b!r} in {values}")
-    variances = [b if bandwidth_mode == "variance" else b * b for b in values]
-    if median is not None:
-        median = float(median)
-        if not (median > 0 and math.isfinite(median)):
-            raise ValueError(
-                f"median heuristic gave a median pairwise distance of {median!r}; it needs rows that differ"
-            )
-        variances = [v * median * median for v in variances]
-    if kernel == "gaussian":
-        return Kernel(kernel, "distance", tuple(0.5 / v for v in variances))
-    return Kernel(kernel, "distance", tuple(1.0 / v for v in variances))

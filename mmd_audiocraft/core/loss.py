@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .kernels import Kernel
 from .mmd import mmd2_blocks, mmd2_unbiased
 from .options import LossOptions
 from .patterns import PATTERN_NAMES, check_code_vectors, group_rows
@@ -20,6 +21,12 @@ from .shuffle import factorized_sample
 
 def _options(options: LossOptions | None, kwargs: dict) -> LossOptions:
     if options is None:
+        fields = LossOptions.__dataclass_fields__
+        for key in kwargs:
+            if key not in fields:
+                where = (f" ({key} is a field of the kernel: kernel=Kernel(..., {key}=...))"
+                         if key in Kernel.__dataclass_fields__ else "")
+                raise ValueError(f"{key} is not an option of the loss: its options are {', '.join(fields)}{where}")
         return LossOptions(**kwargs)
     if kwargs:
         raise ValueError(f"give the loss options either as options= or as keywords, not both: {sorted(kwargs)}")
@@ -47,12 +54,12 @@ def independence_loss(
         z: quantized code vectors [B, K, T, N] (gradients flow back to it).
         pattern, delays: which codes form a row, see :func:`~mmd_audiocraft.core.patterns.group_by_pattern`.
         generator: torch.Generator for the row subset, permutations and blocks (reproducible shuffles).
-        options: a :class:`~mmd_audiocraft.core.options.LossOptions`, or its fields as keywords: kernel, bandwidths,
-            bandwidth_mode, median_heuristic, tile (see :func:`mmd2_unbiased`); estimator ("paper": the same
-            rows shuffled, reads slightly low; "disjoint": exactly unbiased, noisier; see
-            :func:`factorized_sample`); max_rows (random subset of rows); block_rows (block U-statistic over
-            random blocks of about this many rows, :func:`mmd2_blocks`: cost linear in rows; None = eq. (7)
-            over all pairs); clamp (max(MMD^2, 0): zeroes the gradient near independence).
+        options: a :class:`~mmd_audiocraft.core.options.LossOptions`, or its fields as keywords: kernel (a
+            :class:`~mmd_audiocraft.core.kernels.Kernel` or a kernel name), tile (see :func:`mmd2_unbiased`);
+            estimator ("paper": the same rows shuffled, reads slightly low; "disjoint": exactly unbiased,
+            noisier; see :func:`factorized_sample`); max_rows (random subset of rows); block_rows (block
+            U-statistic over random blocks of about this many rows, :func:`mmd2_blocks`: cost linear in rows;
+            None = eq. (7) over all pairs); clamp (max(MMD^2, 0): zeroes the gradient near independence).
 
     Returns a 0-dim fp32 tensor (float64 for float64 inputs). Raises ValueError for a bad option (named), a
     z that is not [B, K >= 2, T, N] finite floats, or too few frames or rows for the pattern and estimator.
@@ -84,13 +91,11 @@ def independence_loss_from_rows(
         keep = torch.randperm(n, generator=generator, device=gen_device)[:options.max_rows].to(rows.device)
         rows = rows[keep]
     joint, factorized = factorized_sample(rows, options.estimator, generator)
-    kernel = dict(kernel=options.kernel, bandwidths=options.bandwidths, bandwidth_mode=options.bandwidth_mode,
-                  median_heuristic=options.median_heuristic, tile=options.tile)
     if options.block_rows is None:
-        value = mmd2_unbiased(joint.flatten(1), factorized.flatten(1), **kernel)
+        value = mmd2_unbiased(joint.flatten(1), factorized.flatten(1), options.kernel, tile=options.tile)
     else:
-        value = mmd2_blocks(joint.flatten(1), factorized.flatten(1), options.block_rows, generator=generator,
-                            **kernel)
+        value = mmd2_blocks(joint.flatten(1), factorized.flatten(1), options.block_rows, options.kernel,
+                            generator=generator, tile=options.tile)
     return value.clamp(min=0.0) if options.clamp else value
 
 
@@ -116,8 +121,8 @@ class MMDIndependenceLoss(nn.Module):
 
     @property
     def options(self) -> dict:
-        """pattern, delays and every loss option, by name."""
-        return {"pattern": self.pattern, "delays": self.delays, **self.loss_options.as_kwargs()}
+        """pattern, delays and every loss option, by its config key."""
+        return {"pattern": self.pattern, "delays": self.delays, **self.loss_options.as_config()}
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return independence_loss(z, pattern=self.pattern, delays=self.delays, generator=self.generator,
@@ -134,31 +139,3 @@ class MMDIndependenceLoss(nn.Module):
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if not (k == "pattern" and
                                                                               not isinstance(v, str)))
         return f"{opts}, seed={self.seed}"
-
-    @classmethod
-    def from_config(cls, cfg, pattern_provider=None, seed: int = 0) -> MMDIndependenceLoss:
-        """Build from a dict-like ``inde`` node: its loss keys (:meth:`LossOptions.from_config`) and
-        codebooks_pattern (the LM schema ``{modeling: delay|parallel|..., delay: {delays: [...]}}``).
-
-        Delay and parallel use the built-in grouping; other modelings need ``pattern_provider`` (an audiocraft
-        CodebooksPatternProvider), which also takes precedence when given. Raises NotImplementedError for
-        other modelings without a provider, ValueError for bad options (named ``inde.<key>``).
-        """
-        options = LossOptions.from_config(cfg)
-        pattern_cfg = cfg.get("codebooks_pattern") or {}
-        modeling = pattern_cfg.get("modeling") or "delay"
-        if pattern_provider is not None:
-            return cls(pattern=pattern_provider, seed=seed, options=options)
-        if modeling == "parallel":
-            return cls(pattern="parallel", seed=seed, options=options)
-        if modeling == "delay":
-            delay_cfg = pattern_cfg.get("delay") or {}
-            if delay_cfg.get("flatten_first") or 0:
-                raise NotImplementedError("codebooks_pattern.delay.flatten_first > 0: pass pattern_provider")
-            delays = delay_cfg.get("delays")
-            return cls(pattern="delay", delays=None if delays is None else list(delays), seed=seed,
-                       options=options)
-        raise NotImplementedError(
-            f"codebooks_pattern.modeling={modeling!r}: pass pattern_provider (an audiocraft pattern provider) "
-            "to group the codes it predicts together"
-        )

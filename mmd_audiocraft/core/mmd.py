@@ -21,11 +21,10 @@ sample sums use symmetry (only blocks on or above the diagonal).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
 import torch
 
-from .kernels import Kernel, make_kernel, median_pairwise_distance
+from .kernels import Kernel, ResolvedKernel, median_pairwise_distance
 
 # Auto path selection: dense (plain autograd) when n*m is at most this, tiled otherwise. Measured on CPU
 # (2 cores, d = 24 and 512): the tiled path, which forms its gradient in the same pass, is as fast as dense
@@ -62,9 +61,9 @@ def full_fp32_precision(device_type: str):
 def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape [rows, dims], got {type(t).__name__}")
+            raise ValueError(f"{name} must be a torch.Tensor of shape [rows, d], got {type(t).__name__}")
         if t.dim() != 2:
-            raise ValueError(f"{name} must have shape [rows, dims], got shape {tuple(t.shape)}")
+            raise ValueError(f"{name} must have shape [rows, d], got shape {tuple(t.shape)}")
         if t.shape[0] < 2:
             raise ValueError(f"{name} needs at least 2 rows for the U-statistic, got {t.shape[0]}")
     if x.shape[1] != y.shape[1]:
@@ -73,7 +72,7 @@ def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
 
 
-def _pair_matrix(kernel: Kernel, a: torch.Tensor, b: torch.Tensor, a_norm, b_norm) -> torch.Tensor:
+def _pair_matrix(kernel: ResolvedKernel, a: torch.Tensor, b: torch.Tensor, a_norm, b_norm) -> torch.Tensor:
     """d2 (distance kernels, clamped at 0) or a.b (dot kernels) for all pairs, with autograd."""
     s = a @ b.T
     if kernel.kind == "dot":
@@ -81,7 +80,7 @@ def _pair_matrix(kernel: Kernel, a: torch.Tensor, b: torch.Tensor, a_norm, b_nor
     return (a_norm[:, None] + b_norm[None, :] - 2.0 * s).clamp_min(0.0)
 
 
-def _mmd2_dense(x: torch.Tensor, y: torch.Tensor, kernel: Kernel) -> torch.Tensor:
+def _mmd2_dense(x: torch.Tensor, y: torch.Tensor, kernel: ResolvedKernel) -> torch.Tensor:
     """eq. (7) with full n x m matrices and plain autograd (small n)."""
     n, m = x.shape[0], y.shape[0]
     nx, ny = (x * x).sum(1), (y * y).sum(1)
@@ -100,7 +99,7 @@ class _Sample:
     left_i . right_j gives |x_i|^2 + |x_j|^2 - 2 x_i.x_j = d2_ij directly (no elementwise passes).
     """
 
-    def __init__(self, rows: torch.Tensor, kernel: Kernel):
+    def __init__(self, rows: torch.Tensor, kernel: ResolvedKernel):
         self.rows = rows
         if kernel.kind == "dot":
             self.left = self.right = rows
@@ -111,7 +110,7 @@ class _Sample:
         self.right = torch.cat([rows * -2.0, ones, norm], dim=1)
 
 
-def _block(kernel: Kernel, a: _Sample, b: _Sample, rows_a: slice, rows_b: slice, zero_diagonal: bool,
+def _block(kernel: ResolvedKernel, a: _Sample, b: _Sample, rows_a: slice, rows_b: slice, zero_diagonal: bool,
            want_grad: bool):
     """Kernel sum over the pairs (a_i, b_j), i in rows_a, j in rows_b, and optionally its gradients."""
     t = a.left[rows_a] @ b.right[rows_b].T
@@ -150,7 +149,7 @@ def _block(kernel: Kernel, a: _Sample, b: _Sample, rows_a: slice, rows_b: slice,
     return total, grad_a, grad_b
 
 
-def _within_sum(kernel: Kernel, x: _Sample, tile: int, grad: torch.Tensor | None, weight: float):
+def _within_sum(kernel: ResolvedKernel, x: _Sample, tile: int, grad: torch.Tensor | None, weight: float):
     """weight * sum_{i != j} k(x_i, x_j), from blocks on or above the diagonal (the others count twice).
 
     Adds the gradient of that quantity to ``grad`` when given.
@@ -171,7 +170,7 @@ def _within_sum(kernel: Kernel, x: _Sample, tile: int, grad: torch.Tensor | None
     return total
 
 
-def _cross_sum(kernel: Kernel, x: _Sample, y: _Sample, tile: int, grad_x, grad_y, weight: float):
+def _cross_sum(kernel: ResolvedKernel, x: _Sample, y: _Sample, tile: int, grad_x, grad_y, weight: float):
     """weight * sum_{i, j} k(x_i, y_j) block by block, adding its gradients to grad_x, grad_y when given."""
     want = grad_x is not None
     n, m = x.rows.shape[0], y.rows.shape[0]
@@ -192,7 +191,7 @@ class _TiledMMD2(torch.autograd.Function):
     """eq. (7) computed block by block; gradients formed in the forward pass when they are needed."""
 
     @staticmethod
-    def forward(ctx, x, y, kernel: Kernel, tile: int):
+    def forward(ctx, x, y, kernel: ResolvedKernel, tile: int):
         want = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         n, m = x.shape[0], y.shape[0]
         grad_x = torch.zeros_like(x) if want else None
@@ -216,41 +215,40 @@ class _TiledMMD2(torch.autograd.Function):
 def mmd2_unbiased(
     x: torch.Tensor,
     y: torch.Tensor,
+    kernel: Kernel | str | None = None,
     *,
-    kernel: str = "gaussian",
-    bandwidths: Sequence[float] | None = None,
-    bandwidth_mode: str = "sigma",
-    median_heuristic: bool = False,
     median: float | None = None,
     tile: int | None = None,
 ) -> torch.Tensor:
-    """Unbiased MMD^2 (paper eq. 7) between row samples ``x`` [n, d] and ``y`` [m, d]; n may differ from m.
+    """Unbiased MMD^2 (paper eq. 7) between row samples ``x`` [n, d] and ``y`` [m, d]; n may differ from m (d: a row's
+    dimension, K x N for the loss's rows of K codebook vectors of N dims).
 
     Args:
-        kernel: "gaussian" (sum over sigmas of exp(-d2 / (2 sigma^2)), default sigmas 0.1, 1, 5, 10, 20, 50),
-            "inverse" (sum of (1 + d2 / sigma^2)^-1, default sigma 12), "linear" (x.y; warns, degenerate under
-            per-codebook shuffling) or "quadratic" ((x.y)^2).
-        bandwidths: the sigmas (``bandwidth_mode="sigma"``) or sigma^2 (``"variance"``, the authors' code).
-        median_heuristic: multiply every sigma by the median pairwise distance between rows of ``x`` (computed
-            without gradient on at most 1024 evenly spaced rows), making the bandwidths scale-free.
-        median: with ``median_heuristic``, use this median distance instead of computing it from ``x``.
+        kernel: a :class:`~mmd_audiocraft.core.kernels.Kernel` (name, bandwidths, bandwidth mode, median
+            heuristic), a kernel name with its default bandwidths, or None for the paper's multi-scale Gaussian.
+            With ``median_heuristic`` every sigma is multiplied by the median pairwise distance between rows of
+            ``x`` (computed without gradient on at most 1024 evenly spaced rows): the bandwidths become scale-free.
+        median: with the median heuristic, use this median distance instead of computing it from ``x``.
         tile: force the row-tiled path with this block size; by default the dense path is used when
             n * m <= DENSE_MAX_ELEMENTS and the tiled path (block size DEFAULT_TILE) otherwise.
 
     Returns a 0-dim fp32 tensor (float64 for float64 inputs). It can be negative: the estimator is unbiased.
+    Raises ValueError for samples that are not [rows >= 2, same d] tensors on one device, or a bad tile.
+    The linear kernel warns (:meth:`Kernel.warn_if_degenerate`).
     """
     _check_samples(x, y)
+    kernel = Kernel.of(kernel)
     if tile is not None and (not isinstance(tile, int) or tile < 1):
         raise ValueError(f"tile must be a positive int or None, got {tile!r}")
+    kernel.warn_if_degenerate(stacklevel=2)
     dtype = torch.float64 if (x.dtype == torch.float64 and y.dtype == torch.float64) else torch.float32
     with full_fp32_precision(x.device.type):
         x, y = x.to(dtype), y.to(dtype)
-        uses_bandwidths = kernel in ("gaussian", "inverse")
-        if not (median_heuristic and uses_bandwidths):
+        if not (kernel.median_heuristic and kernel.uses_bandwidths):
             median = None
         elif median is None:
             median = median_pairwise_distance(x).item()
-        spec = make_kernel(kernel, bandwidths, bandwidth_mode, median)
+        spec = kernel.resolve(median)
         n, m = x.shape[0], y.shape[0]
         if tile is None and n * m <= DENSE_MAX_ELEMENTS:
             return _mmd2_dense(x, y, spec)
@@ -261,37 +259,37 @@ def mmd2_blocks(
     x: torch.Tensor,
     y: torch.Tensor,
     block_rows: int,
+    kernel: Kernel | str | None = None,
     *,
     generator: torch.Generator | None = None,
-    median_heuristic: bool = False,
-    **options,
+    tile: int | None = None,
 ) -> torch.Tensor:
     """Block (incomplete) U-statistic: the mean of eq. (7) over random disjoint blocks of ~``block_rows`` rows.
 
     Why: eq. (7) costs O(n m) kernel evaluations, this O((n + m) block_rows), and every row still enters (and
-    gets a gradient). x and y are each cut into the same number of blocks, min(n, m) // block_rows, along
-    random permutations drawn from ``generator``; block i of x is compared with block i of y only. Each block
-    estimate is eq. (7) on a uniformly random subset of the rows, so it is unbiased for the same MMD^2 and so is
-    the mean (with equal block sizes its expectation over the partition is exactly the full statistic). To
+    gets a gradient). x [n, d] and y [m, d] are each cut into the same number of blocks, min(n, m) // block_rows,
+    along random permutations drawn from ``generator``; block i of x is compared with block i of y only. Each
+    block estimate is eq. (7) on a uniformly random subset of the rows, so it is unbiased for the same MMD^2 and
+    so is the mean (with equal block sizes its expectation over the partition is exactly the full statistic). To
     leading order its variance equals the full statistic's away from independence, and near it, that of the
     full statistic on sqrt(n block_rows) rows, the same as a random subset of that many rows at equal cost.
-    The median heuristic is computed once on all of ``x``, so every block uses the same bandwidths.
-    ``options``: the other keyword arguments of :func:`mmd2_unbiased`. With fewer than 2 blocks this is
-    :func:`mmd2_unbiased` on all rows.
+    The median heuristic is computed once on all of ``x``, so every block uses the same bandwidths. ``kernel``
+    and ``tile``: as in :func:`mmd2_unbiased`. With fewer than 2 blocks this is :func:`mmd2_unbiased` on all
+    rows. Raises ValueError for block_rows < 2 and for bad samples.
     """
     if not isinstance(block_rows, int) or block_rows < 2:
         raise ValueError(f"block_rows must be an int >= 2, got {block_rows!r}")
     _check_samples(x, y)
+    kernel = Kernel.of(kernel)
     n, m = x.shape[0], y.shape[0]
     n_blocks = min(n, m) // block_rows
     median = None
-    if median_heuristic and options.get("kernel", "gaussian") in ("gaussian", "inverse"):
+    if kernel.median_heuristic and kernel.uses_bandwidths:
         median = median_pairwise_distance(x).item()
     if n_blocks < 2:
-        return mmd2_unbiased(x, y, median_heuristic=median_heuristic, median=median, **options)
+        return mmd2_unbiased(x, y, kernel, median=median, tile=tile)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     x_blocks = torch.randperm(n, generator=generator, device=gen_device).to(x.device).tensor_split(n_blocks)
     y_blocks = torch.randperm(m, generator=generator, device=gen_device).to(y.device).tensor_split(n_blocks)
-    total = sum(mmd2_unbiased(x[bx], y[by], median_heuristic=median_heuristic, median=median, **options)
-                for bx, by in zip(x_blocks, y_blocks))
+    total = sum(mmd2_unbiased(x[bx], y[by], kernel, median=median, tile=tile) for bx, by in zip(x_blocks, y_blocks))
     return total / n_blocks

@@ -1,15 +1,18 @@
-"""Group codec outputs z [B, K, T, N] into rows of codes that a language model predicts at the same step.
+"""Group codec outputs [B, K, T, ...] into rows of codes that a language model predicts at the same step.
 
 The loss should make independent exactly the codes a decoding pattern predicts together (paper section 3):
 frame-aligned codes for the parallel pattern, time-shifted codes {Z_k^(s - delay_k)} for the delay pattern.
-Duck-typed audiocraft patterns (``Pattern``: ``.layout``/``.n_q``; providers: ``get_pattern(T)``) are read
-without importing audiocraft.
+One rule for both kinds of input: :func:`step_index` says which frame of which codebook each row takes, and
+:func:`group_rows` applies it to code vectors z [B, K, T, N] (torch, the loss) and to integer codes [B, K, T]
+(numpy or torch, the information measures) alike. Duck-typed audiocraft patterns (``Pattern``:
+``.layout``/``.n_q``; providers: ``get_pattern(T)``) are read without importing audiocraft.
 """
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 PATTERN_NAMES = ("delay", "parallel")
@@ -40,17 +43,17 @@ def too_few_frames(timesteps: int, codebooks: Sequence[int], need: int) -> Value
                       f"{list(codebooks)} together only from T >= {need} frames")
 
 
-def _delay_rows(z: torch.Tensor, delays: Sequence[int] | None) -> torch.Tensor:
-    k, t = z.shape[1], z.shape[2]
+def _delay_frames(timesteps: int, k: int, delays: Sequence[int] | None) -> np.ndarray:
+    """frames [steps, K] of the delay pattern: codebook q at frame s - delays[q] for the LM steps s in
+    [max(delays), T + min(delays)), the only ones where every codebook exists (delays may be any integers)."""
     delays = list(range(k)) if delays is None else [int(d) for d in delays]
     if len(delays) != k:
-        raise ValueError(f"delays has {len(delays)} entries but z has K = {k} codebooks")
+        raise ValueError(f"delays has {len(delays)} entries but the input has K = {k} codebooks")
     hi, lo = max(delays), min(delays)
-    steps = t - (hi - lo)  # LM steps s in [hi, T + lo) hold every codebook k at frame s - delays[k]
+    steps = timesteps - (hi - lo)
     if steps < 1:
-        raise too_few_frames(t, range(k), hi - lo + 1)
-    blocks = [z[:, q, hi - d : hi - d + steps] for q, d in enumerate(delays)]  # each [B, steps, N]
-    return torch.stack(blocks, dim=2).reshape(-1, k, z.shape[3])
+        raise too_few_frames(timesteps, range(k), hi - lo + 1)
+    return np.arange(steps)[:, None] + (hi - np.array(delays))[None, :]
 
 
 def _pattern_steps(pattern, timesteps: int, k: int | None) -> tuple[list[int], list[list[int]], int]:
@@ -61,7 +64,7 @@ def _pattern_steps(pattern, timesteps: int, k: int | None) -> tuple[list[int], l
     raises), never a smaller set."""
     n_q = getattr(pattern, "n_q", None)
     if k is not None and n_q is not None and n_q != k:
-        raise ValueError(f"the pattern has n_q = {n_q} codebooks but z has K = {k}")
+        raise ValueError(f"the pattern has n_q = {n_q} codebooks but the input has K = {k}")
     sets = Counter()
     steps = []
     for coords in pattern.layout:
@@ -101,6 +104,49 @@ def min_frames(pattern="delay", n_q: int = 2, delays: Sequence[int] | None = Non
     return _pattern_steps(pattern, 0, None)[2]
 
 
+def step_index(pattern, timesteps: int, k: int, delays: Sequence[int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Which codes each row of a pattern holds: (codebooks [K'], frames [steps, K']), int64, for an input of
+    `k` codebooks and `timesteps` frames. Row s holds codebook codebooks[j] at frame frames[s, j].
+
+    pattern: ``"parallel"`` (frame-aligned), ``"delay"`` (codebook q delayed by ``delays[q]``, default q; only the
+    steps where every codebook is present), an audiocraft ``Pattern`` or a pattern provider (the steps that
+    predict its most frequent largest set of >= 2 codebooks, in increasing order, whose frames all exist).
+    Raises ValueError for an unknown pattern, delays that do not fit, a pattern with one code per step, and an
+    input shorter than :func:`min_frames` (no codebook is ever dropped to fit)."""
+    if isinstance(pattern, str):
+        if pattern == "parallel":
+            if delays is not None and any(int(d) != 0 for d in delays):
+                raise ValueError(f"pattern='parallel' takes no delays, got {list(delays)}")
+            return np.arange(k), _delay_frames(timesteps, k, [0] * k)
+        if pattern == "delay":
+            return np.arange(k), _delay_frames(timesteps, k, delays)
+        raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
+                         "Pattern or a pattern provider")
+    if delays is not None:
+        raise ValueError("delays only apply to pattern='delay'; a Pattern object carries its own layout")
+    if hasattr(pattern, "get_pattern"):
+        pattern = pattern.get_pattern(timesteps)
+    if not hasattr(pattern, "layout"):
+        raise ValueError(f"pattern must be a name, a Pattern (.layout) or a provider (.get_pattern), "
+                         f"got {type(pattern).__name__}")
+    qs, frames, need = _pattern_steps(pattern, timesteps, k)
+    if not frames:
+        raise too_few_frames(timesteps, qs, need)
+    return np.array(qs, dtype=np.int64), np.array(frames, dtype=np.int64)
+
+
+def group_rows(x, pattern="delay", delays: Sequence[int] | None = None):
+    """Rows [n, K', ...] of x [B, K, T, ...] (a torch tensor or a numpy array: code vectors or integer codes)
+    predicted at one LM step, pooled over the batch and the steps, item-major (row b * steps + s), by
+    :func:`step_index`. No check of x's values (see :func:`group_by_pattern`)."""
+    codebooks, frames = step_index(pattern, x.shape[2], x.shape[1], delays)
+    if isinstance(x, torch.Tensor):
+        codebooks, frames = torch.as_tensor(codebooks, device=x.device), torch.as_tensor(frames, device=x.device)
+    rows = x[:, codebooks[None, :], frames]  # [B, steps, K', ...]
+    return rows.reshape(-1, len(codebooks), *x.shape[3:])
+
+
 def group_by_pattern(z: torch.Tensor, pattern="delay", delays: Sequence[int] | None = None) -> torch.Tensor:
     """Rows [n, K', N] of codes predicted at one LM step, pooled over the batch and the steps.
 
@@ -118,31 +164,3 @@ def group_by_pattern(z: torch.Tensor, pattern="delay", delays: Sequence[int] | N
     """
     check_code_vectors(z)
     return group_rows(z, pattern, delays)
-
-
-def group_rows(z: torch.Tensor, pattern="delay", delays: Sequence[int] | None = None) -> torch.Tensor:
-    """:func:`group_by_pattern` without the (synchronising) checks of ``z``, for callers that ran them."""
-    k, t = z.shape[1], z.shape[2]
-    if isinstance(pattern, str):
-        if pattern == "parallel":
-            if delays is not None and any(int(d) != 0 for d in delays):
-                raise ValueError(f"pattern='parallel' takes no delays, got {list(delays)}")
-            return _delay_rows(z, [0] * k)
-        if pattern == "delay":
-            return _delay_rows(z, delays)
-        raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
-                         "Pattern or a pattern provider")
-    if delays is not None:
-        raise ValueError("delays only apply to pattern='delay'; a Pattern object carries its own layout")
-    if hasattr(pattern, "get_pattern"):
-        pattern = pattern.get_pattern(t)
-    if not hasattr(pattern, "layout"):
-        raise ValueError(f"pattern must be a name, a Pattern (.layout) or a provider (.get_pattern), "
-                         f"got {type(pattern).__name__}")
-    qs, frames, need = _pattern_steps(pattern, t, k)
-    if not frames:
-        raise too_few_frames(t, qs, need)
-    q_index = torch.tensor(qs, device=z.device)
-    t_index = torch.tensor(frames, device=z.device, dtype=torch.long)  # [steps, K']
-    rows = z[:, q_index[None, :], t_index]  # [B, steps, K', N]
-    return rows.reshape(-1, len(qs), z.shape[3])

@@ -4,8 +4,9 @@ May import `core` and the frameworks; never `apps`. Every place where the plugin
 Hydra is listed in `seams.py`.
 
     seams.py        every seam into audiocraft/Dora/Hydra, in one table    solver.py     MMDCompressionSolver
-    inde_config.py  the `inde` config node: checks and the pattern         capture.py    per-codebook vectors (hooks)
-    evaluation.py   independence metrics of the evaluate stage             health.py     codebook usage, collapse guard
+    options.py      the `inde` node, parsed once into typed options        errors.py     one-line errors, cause first
+    codebooks_pattern.py  the LM's pattern: provider and its checks        capture.py    per-codebook vectors (hooks)
+    evaluation.py   independence metrics of the evaluate stage             health.py     codebook usage, the guard
     distributed.py  multi-process loss, merges, per-rank state             preflight.py  config checks before a build
     loaders.py      load a codec from a path, //sig/ or //pretrained/      pvq.py        product VQ quantizer
     pretrained.py   Hugging Face EnCodec weight-norm key names

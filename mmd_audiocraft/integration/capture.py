@@ -53,9 +53,9 @@ class GradSum:
 
 @dataclasses.dataclass
 class QuantizerPass:
-    """One quantizer forward: its input `emb` [B, D, T], each codebook's vector [B, D', T] and codes [B, T],
-    and the sum of the gradients that later reached `emb` outside `ignoring_grads` (the solver: the
-    reconstruction's)."""
+    """One quantizer forward: its input `emb` [B, D, T] (D: the encoder's latent dimension), each codebook's
+    vector [B, N, T] (N: a codebook vector's dimension; N = D for RVQ, D/K for PVQ) and codes [B, T], and the sum
+    of the gradients that later reached `emb` outside `ignoring_grads` (the solver: the reconstruction's)."""
     emb: torch.Tensor
     vectors: list[torch.Tensor] = dataclasses.field(default_factory=list)
     codes: list[torch.Tensor] = dataclasses.field(default_factory=list)
@@ -66,7 +66,7 @@ class QuantizerPass:
         return self.grad_sum.value
 
     def stacked(self) -> torch.Tensor:
-        """[B, K, T, D'] for the codebooks that ran (fewer than n_q under quantizer dropout)."""
+        """[B, K, T, N] for the codebooks that ran (fewer than n_q under quantizer dropout)."""
         return torch.stack(self.vectors, dim=1).transpose(2, 3)
 
     def stacked_codes(self) -> torch.Tensor:

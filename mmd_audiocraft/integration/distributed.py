@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from ..core.loss import independence_loss_from_rows
 from ..core.metrics.counts import CodeCounts
+from ..core.options import LossOptions
 from ..core.patterns import group_by_pattern
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def global_independence_loss(
     delays: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     group=None,
-    **options,
+    options: LossOptions | None = None,
+    **option_kwargs,
 ) -> torch.Tensor:
     """:func:`~mmd_audiocraft.core.loss.independence_loss` over the rows of every process (`inde.global=true`).
 
@@ -124,13 +126,13 @@ def global_independence_loss(
     gradient, and the row subset (``max_rows``), per-codebook shuffles and blocks (``block_rows``) are drawn
     from ``generator`` on the gathered rows. For the processes to compute the same value, ``generator`` must be
     in the same state on all of them (seed it identically and draw from it only here); if it is not, each
-    process computes another valid estimate and the averaged gradient is that of their mean. ``options``: the
-    other keyword arguments of independence_loss (kernel, bandwidths, estimator, max_rows, block_rows, clamp,
-    ...). A collective: call it on every process. Without torch.distributed (or with one process) it equals
+    process computes another valid estimate and the averaged gradient is that of their mean. ``options``: a
+    :class:`~mmd_audiocraft.core.options.LossOptions`, or its fields as keywords, as for independence_loss.
+    A collective: call it on every process. Without torch.distributed (or with one process) it equals
     independence_loss.
     """
     rows = gather_rows(group_by_pattern(z, pattern, delays), group)
-    return independence_loss_from_rows(rows, generator=generator, **options)
+    return independence_loss_from_rows(rows, generator=generator, options=options, **option_kwargs)
 
 
 # -- evaluation: merge what each process saw -----------------------------------------------------------------
@@ -160,7 +162,7 @@ def merge_counts_across_ranks(counts: CodeCounts | None, group=None) -> CodeCoun
 def merge_vector_samples(sample, group=None):
     """Merge every process's bottom-k row sample into one uniform sample of the union, the same everywhere.
 
-    ``sample`` is a :class:`~mmd_audiocraft.apps.measure.VectorSample`: each row carries a uniform random key and
+    ``sample`` is a :class:`~mmd_audiocraft.core.sampling.VectorSample`: each row carries a uniform random key and
     the ``capacity`` smallest keys are kept, so keeping the smallest keys of all processes' samples gives a
     uniform sample of all their rows (exactly so when the processes draw their keys independently). Updated in
     place (rank order) and returned; unchanged without torch.distributed.

@@ -12,23 +12,50 @@ Codes and vectors are grouped along the configured codebooks pattern, like the l
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ..core.metrics import CodeCounts, codes_to_rows, independence_report
 from ..core.patterns import group_rows
 from ..core.sampling import VectorSample
 from .capture import QuantizerPass
 
 
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """The `inde.evaluate` node: whether the evaluate stage measures independence, and how.
+
+    Fields: metrics (on/off), max_rows (held-out vector rows sampled for `inde_heldout`, >= 2), null_shuffles
+    (per-codebook shuffles averaged for the shuffle-null, >= 1), seed. Raises ValueError naming
+    `inde.evaluate.<key>`."""
+    metrics: bool = True
+    max_rows: int = 4096
+    null_shuffles: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [("metrics", isinstance(self.metrics, bool), "true or false"),
+                  ("max_rows", _int_at_least(self.max_rows, 2), "an int >= 2"),
+                  ("null_shuffles", _int_at_least(self.null_shuffles, 1), "an int >= 1"),
+                  ("seed", _int_at_least(self.seed, 0), "an int >= 0")]
+        for key, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"inde.evaluate.{key}={getattr(self, key)!r}: expected {expected}")
+
+
+def _int_at_least(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
 class IndependenceEvaluation:
     """Streams quantizer passes into sparse code counts and a bounded random sample of vectors."""
 
-    def __init__(self, bins: int, pattern, rows_independence, max_rows: int, null_shuffles: int, seed: int,
-                 rank: int = 0):
+    def __init__(self, bins: int, pattern, rows_independence, options: EvaluateOptions, rank: int = 0):
         self.bins, self.pattern, self.rows_independence = bins, pattern, rows_independence
-        self.null_shuffles, self.seed = null_shuffles, seed
+        self.null_shuffles, self.seed = options.null_shuffles, options.seed
         self.counts: CodeCounts | None = None
         # uniform over every row seen; keys drawn independently on each process, so that the sample merged
         # across processes is uniform over all of them
-        self.sample = VectorSample(max_rows, seed + 1000 * rank)
+        self.sample = VectorSample(options.max_rows, options.seed + 1000 * rank)
 
     def add(self, qpass: QuantizerPass) -> None:
         if len(qpass.vectors) < 2:

@@ -7,8 +7,9 @@ wrong file (an LM checkpoint, a file that is no checkpoint, an XP folder without
 `ModelLoadError` instead of an assertion deep inside audiocraft. Plain paths are checked before audiocraft is
 imported, so they fail fast; a Hugging Face name with HF_HUB_OFFLINE set must be in the local cache. Used by
 `mmd-audiocraft measure --model` and by the training preflight (`continue_from`, `compression_model_checkpoint`).
-The process must be set up first (`mmd_audiocraft.integration.seams.prepare_process` and `install_quantizers`, for PVQ
-codecs and OmegaConf in weights-only loads): `measure()` and the demo do it; the Dora main has done it.
+:func:`load_compression_model` sets up the process first, like the Dora main and the CLI
+(`integration.seams.prepare_process`: a default `USER` for audiocraft's config, the offline hub, OmegaConf for
+weights-only loads; and `install_quantizers` for PVQ codecs), so it works as a plain library call.
 """
 from __future__ import annotations
 
@@ -118,6 +119,9 @@ def _build(cfg, model_state: dict, device: str, label: str, path: Path):
     """audiocraft's builder on the stored config, with the plugin's quantizers registered."""
     from audiocraft.models import builders
 
+    from .seams import install_quantizers
+
+    install_quantizers()  # PVQ codecs
     cfg = cfg.copy()
     cfg.device = device
     model = builders.get_compression_model(cfg).to(device)
@@ -247,6 +251,9 @@ def load_compression_model(spec: str, device: str = "cpu", trust_checkpoint: boo
     own Dora dir), which torch >= 2.6 needs for audiocraft training checkpoints (see _torch_load).
     key: how the user named it, for the messages: `--model` (the CLI) or a config key (`continue_from`, ...).
     """
+    from .seams import prepare_process
+
+    prepare_process()  # before audiocraft reads its config (USER) or the hub; imports no audiocraft
     spec = str(spec)
     trust = spec.startswith(SIG_PREFIX) if trust_checkpoint is None else bool(trust_checkpoint)
     label = f"{key} {spec}" if key.startswith("-") else f"{key}={spec}"

@@ -8,10 +8,12 @@ reported as one `ConfigError` naming the key, its value and what to write instea
 """
 from __future__ import annotations
 
+import difflib
 import math
 
 import omegaconf
 
+from .errors import ConfigError
 from .loaders import PRETRAINED_PREFIX, ModelLoadError, load_compression_model
 
 SPLITS = ("train", "valid", "evaluate", "generate")
@@ -19,14 +21,12 @@ SPLITS = ("train", "valid", "evaluate", "generate")
 CODEC_USERS = ("musicgen", "lm", "audiogen", "sound_lm", "magnet", "audio_magnet", "diffusion")
 
 
-class ConfigError(ValueError):
-    """A config value that cannot run: the message names the key, the value and what to write instead."""
-
-
 def check_before_build(cfg: omegaconf.DictConfig, world_size: int, resuming: bool = False) -> None:
     """Every check below that applies to `cfg`; raises ConfigError. `resuming`: the XP has its own checkpoint
     (audiocraft then ignores `continue_from`)."""
     check_batch_sizes(cfg, world_size)
+    if cfg.get("solver") == "compression":
+        check_losses(cfg)
     if cfg.get("solver") == "compression" and cfg.get("continue_from") and not resuming:
         check_continue_from(cfg)
     if cfg.get("solver") in CODEC_USERS:
@@ -60,6 +60,38 @@ def check_batch_sizes(cfg: omegaconf.DictConfig, world_size: int) -> None:
             raise ConfigError(f"dataset.{split}.num_samples={num_samples} leaves a process without data: the "
                               f"{split} split is sharded over the {world_size} processes; use "
                               f"dataset.{split}.num_samples={world_size} or more")
+
+
+# -- losses ------------------------------------------------------------------------------------------------------
+ADVERSARIAL_LOSSES = ("adv", "feat")  # CompressionSolver builds these from `adversarial`, not with get_loss
+
+
+def check_losses(cfg: omegaconf.DictConfig) -> None:
+    """Every key of `losses` is a loss the compression solver builds: audiocraft's CompressionSolver builds one
+    for each key (weight 0 included) with `builders.get_loss`, whose dict literal raises a bare KeyError for an
+    unknown name, after the data is built. `losses.inde` is ours. The closest valid key is named."""
+    from audiocraft.solvers import builders
+
+    losses = cfg.get("losses") or {}
+    known = [name for name in losses if name in (*ADVERSARIAL_LOSSES, "inde")]
+    unknown = []
+    for name in losses:
+        if name in known:
+            continue
+        try:
+            builders.get_loss(name, cfg)
+        except KeyError as exc:
+            if exc.args and exc.args[0] == name:
+                unknown.append(name)
+                continue
+            raise
+        known.append(name)
+    if unknown:
+        name = unknown[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"did you mean losses.{close[0]}? " if close else ""
+        raise ConfigError(f"losses.{name}={losses[name]}: audiocraft's compression solver has no loss named "
+                          f"{name!r}: {hint}Its losses here: {', '.join(sorted(known))}")
 
 
 # -- codecs named in the config --------------------------------------------------------------------------------
@@ -137,9 +169,51 @@ def check_lm_codec(cfg: omegaconf.DictConfig) -> None:
     if int(model.sample_rate) != int(cfg.sample_rate):
         raise ConfigError(f"sample_rate={cfg.sample_rate} but the codec {key}={spec} runs at "
                           f"{model.sample_rate} Hz: set sample_rate={model.sample_rate} (and a dset at that rate)")
+    fixes = lm_fixes(cfg, int(model.num_codebooks), int(model.cardinality))
+    if fixes:
+        settings = " ".join(f"{k}={_override_value(v)}" for k, v in fixes.items())
+        raise ConfigError(
+            f"{key}={spec} has {model.num_codebooks} codebooks of {model.cardinality} codes, which this LM config "
+            f"does not fit: set {settings} (they change together: the LM predicts one stream per codebook "
+            "(transformer_lm.n_q) over the codec's codes (transformer_lm.card), laid out by its codebooks_pattern)")
+
+
+def lm_fixes(cfg: omegaconf.DictConfig, n_q: int, card: int) -> dict:
+    """The overrides that make an LM config fit a codec of `n_q` codebooks of `card` codes: `transformer_lm.n_q`,
+    `transformer_lm.card`, and the keys of the LM's `codebooks_pattern` that audiocraft's pattern provider (its
+    `get_codebooks_pattern_provider`) refuses for `n_q` codebooks, each set to that provider's default for
+    `n_q` (its attribute of the same name when it has one, else null). {} when the config fits."""
+    from audiocraft.models.builders import get_codebooks_pattern_provider
+
     lm = cfg.get("transformer_lm") or {}
-    for lm_key, value, what in (("n_q", model.num_codebooks, "codebooks"), ("card", model.cardinality,
-                                                                         "codes per codebook")):
-        if lm_key in lm and int(lm[lm_key]) != int(value):
-            raise ConfigError(f"transformer_lm.{lm_key}={lm[lm_key]} but the codec {key}={spec} has {value} "
-                              f"{what}: set transformer_lm.{lm_key}={value}")
+    fixes = {f"transformer_lm.{k}": v for k, v in (("n_q", n_q), ("card", card)) if k in lm and int(lm[k]) != v}
+    pattern = cfg.get("codebooks_pattern")
+    if pattern is None:
+        return fixes
+    modeling = pattern.get("modeling")
+    node = omegaconf.OmegaConf.to_container(pattern.get(modeling) or omegaconf.OmegaConf.create({}), resolve=True)
+    try:
+        get_codebooks_pattern_provider(n_q, pattern)
+        return fixes
+    except (AssertionError, ValueError, TypeError):
+        pass
+    lists = [k for k, v in node.items() if isinstance(v, list)]
+    rest = {k: v for k, v in node.items() if k not in lists}
+    try:
+        provider = get_codebooks_pattern_provider(n_q, omegaconf.OmegaConf.create({"modeling": modeling,
+                                                                                   modeling: rest}))
+    except (AssertionError, ValueError, TypeError):  # not a matter of lengths: name the pattern as a whole
+        return {**fixes, "codebooks_pattern.modeling": f"<a pattern for {n_q} codebooks>"}
+    for k in lists:
+        value = getattr(provider, k, None)
+        fixes[f"codebooks_pattern.{modeling}.{k}"] = list(value) if isinstance(value, (list, tuple)) else None
+    return fixes
+
+
+def _override_value(value) -> str:
+    """A value as a Hydra override writes it, without spaces (one shell word)."""
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)

@@ -52,7 +52,7 @@ class ProductVectorQuantizer(BaseQuantizer):
             for _ in range(self.max_n_q)])
 
     def codebook_layers(self) -> list[nn.Module]:
-        """Per-codebook quantizers in codebook order; each outputs [B, D/K, T] (used by the MMD capture)."""
+        """Per-codebook quantizers in codebook order; each outputs [B, N, T] with N = D/K (used by the MMD capture)."""
         return list(self.layers)
 
     def _check_latent(self, x: torch.Tensor) -> None:

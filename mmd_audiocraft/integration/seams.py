@@ -1,7 +1,8 @@
 """Every seam between the plugin and audiocraft, Dora, Hydra, torch and the process, in one module.
 
-Nothing here runs at import: the Dora main (`train.py`) calls :func:`install_all` when it starts, the CLI and
-the demo call :func:`prepare_process` (and :func:`install_quantizers` to load codecs). Checked against
+Nothing here runs at import: the Dora main (`train.py`) calls :func:`install_all` when it starts; the CLI, the
+demo and the library's codec loader (`loaders.load_compression_model`) call :func:`prepare_process` (the loader
+also :func:`install_quantizers`). Checked against
 audiocraft 1.3.0 (PyPI sdist; git main 1.4.0a2 has the same symbols), dora-search 0.1.13, hydra-core 1.3,
 torch 2.1 and 2.11.
 

@@ -24,15 +24,17 @@ from torch.utils.checkpoint import checkpoint
 
 from ..core.loss import independence_loss, independence_loss_from_rows
 from .capture import CodebookCapture
+from .codebooks_pattern import check_pattern, check_segment_frames, pattern_provider
 from .distributed import (
     PerRankState,
     global_independence_loss,
     merge_counts_across_ranks,
     merge_vector_samples,
 )
+from .errors import checkpoint_write_error
 from .evaluation import IndependenceEvaluation
 from .health import CodebookGuard, codebook_entropy_and_use
-from .inde_config import check_pattern, check_segment_frames, inde_weight, loss_options, pattern_provider
+from .options import IndeOptions
 from .pretrained import convert_hf_weight_norm_keys
 
 logger = logging.getLogger(__name__)
@@ -176,22 +178,27 @@ class MMDCompressionSolver(CompressionSolver):
     """CompressionSolver whose codec is regularised by the MMD independence loss when `losses.inde` > 0."""
 
     def __init__(self, cfg: omegaconf.DictConfig):
-        self.inde_weight = inde_weight(cfg)  # fail fast, before data and model are built
-        self.loss_options = loss_options(cfg)
+        self.options = IndeOptions.from_config(cfg)  # parsed once and checked, before data and model are built
+        if self.options.weight > 0:
+            self.options.loss.kernel.warn_if_degenerate()
         with _stock_losses(cfg):
             super().__init__(cfg)
-        self.inde_cfg = self.cfg.inde
         self.n_q = len(self.model.quantizer.vq.layers) if hasattr(self.model.quantizer, "vq") else \
             self.model.quantizer.total_codebooks
         self.bins = self.model.quantizer.bins
-        if self.inde_weight > 0:
-            check_pattern(self.inde_cfg.codebooks_pattern, self.n_q)
-        self.capture = CodebookCapture(self.model.quantizer, self.inde_cfg.source)
-        guard = CodebookGuard.from_config(omegaconf.OmegaConf.to_container(self.inde_cfg.guard), self.n_q,
-                                          fine_tuning=bool(self.cfg.get("continue_from")))
+        if self.options.weight > 0:
+            check_pattern(self.options.codebooks_pattern, self.n_q)
+        ignored = self.options.settings_without_effect()
+        if ignored:
+            self.logger.warning(
+                "%s act only with the independence loss on, and losses.inde is 0: this XP trains without the loss "
+                "(a grid's baseline may share them with its other XPs). The weight-free mode needs the loss on too: "
+                "losses.inde=1000 inde.grad_ratio=1 (any positive losses.inde; it is then only the first step's "
+                "weight).", ", ".join(ignored))
+        self.capture = CodebookCapture(self.model.quantizer, self.options.source)
+        guard = CodebookGuard(self.options.guard, self.n_q, fine_tuning=bool(self.cfg.get("continue_from")))
         seed = int(cfg.seed) + 1000 * flashy.distrib.rank()
-        self.inde_state = IndependenceState(seed, int(self.inde_cfg.macro_batch), guard,
-                                            shared_seed=int(cfg.seed))
+        self.inde_state = IndependenceState(seed, self.options.macro_batch, guard, shared_seed=int(cfg.seed))
         if hasattr(self.balancer, "averager"):  # resumable Balancer norms, saved with the loss state
             self.balancer.averager = _ResumableAverager(float(self.cfg.balancer.get("ema_decay") or 1.0))
             self.inde_state.balancer_ema = self.balancer.averager
@@ -199,29 +206,30 @@ class MMDCompressionSolver(CompressionSolver):
         self.stateful.register("inde_state", self._inde_per_rank)
         self._providers: dict[int, object] = {}
         hop = getattr(self.model.encoder, "hop_length", None) or self.model.sample_rate / self.model.frame_rate
-        check_segment_frames(self.cfg, self._pattern(self.n_q), self.n_q, int(hop), float(self.model.frame_rate))
+        check_segment_frames(self.cfg, self.options, self._pattern(self.n_q), self.n_q, int(hop),
+                             float(self.model.frame_rate))
         self._step_metrics: dict = {}
         self._step_idx = 0
-        if self.inde_weight > 0:
+        if self.options.weight > 0:
             self.balancer = _IndependenceBeforeBalancer(self.balancer, self._independence_backward)
 
     # -- the loss -------------------------------------------------------------------------------------------
     def _pattern(self, n_codebooks: int):
         if n_codebooks not in self._providers:
-            self._providers[n_codebooks] = pattern_provider(self.inde_cfg.codebooks_pattern, n_codebooks)
+            self._providers[n_codebooks] = pattern_provider(self.options.codebooks_pattern, n_codebooks)
         return self._providers[n_codebooks]
 
     def independence(self, z: torch.Tensor, pattern=None) -> torch.Tensor:
-        """The configured MMD of per-codebook vectors z [B, K, T, D] (grouped by the configured pattern)."""
+        """The configured MMD of per-codebook vectors z [B, K, T, N] (grouped by the configured pattern)."""
         pattern = pattern or self._pattern(z.shape[1])
-        if self.inde_cfg.get("global", False) and self.is_training:  # all processes' rows (a collective)
+        if self.options.global_rows and self.is_training:  # all processes' rows (a collective)
             return global_independence_loss(z, pattern=pattern, generator=self.inde_state.shared_generator,
-                                            options=self.loss_options)
-        return independence_loss(z, pattern=pattern, generator=self.inde_state.generator, options=self.loss_options)
+                                            options=self.options.loss)
+        return independence_loss(z, pattern=pattern, generator=self.inde_state.generator, options=self.options.loss)
 
     def independence_of_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """The configured MMD of rows [n, K, D] already grouped by the pattern (held-out samples)."""
-        return independence_loss_from_rows(rows, generator=self.inde_state.generator, options=self.loss_options)
+        """The configured MMD of rows [n, K, N] already grouped by the pattern (held-out samples)."""
+        return independence_loss_from_rows(rows, generator=self.inde_state.generator, options=self.options.loss)
 
     def _apply_mmd_gradient(self, mmd: torch.Tensor, passes) -> tuple[float, float]:
         """Send weight x the MMD gradient into the encoder; returns (weight, norm of what was sent).
@@ -239,15 +247,15 @@ class MMDCompressionSolver(CompressionSolver):
             grads = torch.autograd.grad(mmd, embs, retain_graph=True, allow_unused=True)
         pairs = [(e, g) for e, g in zip(embs, grads) if g is not None]
         unit = math.sqrt(sum(float(g.pow(2).sum()) for _, g in pairs))
-        if self.inde_cfg.grad_ratio is None:
-            weight = self.inde_weight * self.inde_state.weight_scale
+        if self.options.grad_ratio is None:
+            weight = self.options.weight * self.inde_state.weight_scale
         else:
             rec = self.inde_state.ema.get("rec", 0.0)
-            ratio = float(self.inde_cfg.grad_ratio)
+            ratio = self.options.grad_ratio
             weight = ratio * rec / unit * self.inde_state.weight_scale if unit > 0 and rec > 0 else 0.0
         if weight == 0 or not pairs:
             return 0.0, 0.0
-        if int(self.inde_cfg.macro_batch) == 1:
+        if self.options.macro_batch == 1:
             for emb, grad in pairs:  # hooks run in order: the capture's, registered earlier, sees the pure rec
                 emb.register_hook(lambda rec_grad, extra=weight * grad: rec_grad + extra)
         else:
@@ -269,11 +277,11 @@ class MMDCompressionSolver(CompressionSolver):
         return passes
 
     def _independence_backward(self):
-        state, c = self.inde_state, self.inde_cfg
+        state, options = self.inde_state, self.options
         state.step += 1
-        if (state.step - 1) % int(c.every) != 0:
+        if (state.step - 1) % options.every != 0:
             return
-        passes = self._reencode_stored() if int(c.macro_batch) > 1 else self._live_passes[:1]
+        passes = self._reencode_stored() if options.macro_batch > 1 else self._live_passes[:1]
         for p in passes:  # what is not finite first: named here, not as a bad argument of the loss
             self._stop_if_not_finite("the encoder output", p.emb, ENCODER_DIVERGED)
         passes = [p for p in passes if len(p.vectors) >= 2]
@@ -288,16 +296,16 @@ class MMDCompressionSolver(CompressionSolver):
         self._step_metrics.update(inde=mmd.detach(), inde_weight=weight, inde_grad_norm=inde_norm)
 
     def _update_ema(self, key: str, value: float) -> None:
-        decay = float(self.inde_cfg.grad_ratio_ema)
+        decay = self.options.grad_ratio_ema
         ema = self.inde_state.ema
         ema[key] = value if key not in ema else decay * ema[key] + (1 - decay) * value
 
     # -- the training / valid step --------------------------------------------------------------------------
     def run_step(self, idx: int, batch: torch.Tensor, metrics: dict):
-        training_with_loss = self.is_training and self.inde_weight > 0
+        training_with_loss = self.is_training and self.options.weight > 0
         self._step_idx = idx
         self._stop_if_not_finite("the input audio", batch, BAD_DATA)
-        if training_with_loss and int(self.inde_cfg.macro_batch) > 1:
+        if training_with_loss and self.options.macro_batch > 1:
             self.inde_state.stored.append(batch.detach().cpu())
         self._step_metrics = {}
         self.capture.track_grads = training_with_loss
@@ -323,7 +331,10 @@ class MMDCompressionSolver(CompressionSolver):
             metrics[f"usage_used_q{k}"] = float(used[k])
         if training_with_loss and len(entropy) == self.n_q:
             guard = self.inde_state.guard
-            if guard.update(entropy.tolist()) and guard.action == "reduce":
+            acted = bool(guard.update(entropy.tolist()))
+            if "inde_grad_ratio" in metrics:
+                acted = guard.update_grad_ratio(metrics["inde_grad_ratio"]) or acted
+            if acted and guard.action == "reduce":
                 self.inde_state.weight_scale *= 0.5
                 self.logger.warning("inde.guard: halving the independence weight (scale now %.3g)",
                                     self.inde_state.weight_scale)
@@ -352,11 +363,10 @@ class MMDCompressionSolver(CompressionSolver):
     # -- evaluate / fine-tuning -----------------------------------------------------------------------------
     def evaluate(self):
         """The stock reconstruction metrics, plus the independence of the held-out codes (same forward)."""
-        if not self.inde_cfg.evaluate.metrics:
+        if not self.options.evaluate.metrics:
             return super().evaluate()
-        ev = self.inde_cfg.evaluate
-        evaluation = IndependenceEvaluation(self.bins, self._pattern, self.independence_of_rows, int(ev.max_rows),
-                                            int(ev.null_shuffles), int(ev.seed), rank=flashy.distrib.rank())
+        evaluation = IndependenceEvaluation(self.bins, self._pattern, self.independence_of_rows,
+                                            self.options.evaluate, rank=flashy.distrib.rank())
         self.capture.track_grads = False
         with self.capture.recording(sink=evaluation.add):
             metrics = super().evaluate()
@@ -367,7 +377,13 @@ class MMDCompressionSolver(CompressionSolver):
 
     def save_checkpoints(self):
         self._inde_per_rank.gather()  # every process's loss state into rank 0's checkpoint (a collective)
-        super().save_checkpoints()
+        try:
+            super().save_checkpoints()
+        except Exception as exc:  # the cause first: torch's zip writer puts the OS error one exception up
+            error = checkpoint_write_error(exc, self.checkpoint_path())
+            if error is None:
+                raise
+            raise error from exc
 
     def load_from_pretrained(self, name: str) -> dict:
         return convert_hf_weight_norm_keys(super().load_from_pretrained(name))

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from ...core.metrics.factorization_gap import GapOptions, format_gap_bits
-from ...integration.seams import install_quantizers, prepare_process
+from ...integration.seams import prepare_process
 
 # how much held-out audio each measurement reads: full = the whole split (12.6 min); quick = a CI smoke run
 MEASURE = {"full": {"gap_fit_seconds": 600.0, "max_frames": None, "mmd_rows": 4096, "reconstruction_seconds": 300},
@@ -157,8 +157,9 @@ def evaluate_codec(sig: str, manifests: Path, quick: bool, gap: GapOptions | Non
     corpus (`manifests`/{train,valid,evaluate}); the gap's predictors fit on train codes, stop on valid ones."""
     from ...integration.loaders import load_compression_model
     from ...train import main as dora_main
+    from ..json_output import write_json
     from ..manifest import read_manifest
-    from ..measure import encode_files, measure_model, write_json
+    from ..measure import encode_files, measure_model
 
     budget = MEASURE["quick" if quick else "full"]
     options = json.dumps([str(manifests), budget, None if gap is None else dataclasses.asdict(gap)], sort_keys=True)
@@ -166,7 +167,6 @@ def evaluate_codec(sig: str, manifests: Path, quick: bool, gap: GapOptions | Non
     cache = dora_main.dora.dir / "xps" / sig / f"demo_measure_{split}_{key}.json"
     if cache.exists():  # measured before with the same data and options (by the demo or the sweep)
         return json.loads(cache.read_text())
-    install_quantizers()
     loaded = load_compression_model(f"//sig/{sig}")
     manifest, files = read_manifest(manifests / split)
     fit = valid = None
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
 
     from ...train import main as dora_main
     from ..compare import GAP_FILE
-    from ..measure import write_json
+    from ..json_output import write_json
 
     results = {}
     gap = GAP_QUICK if args.quick else GAP_FULL
@@ -353,7 +353,7 @@ def main(argv=None) -> int:
     print_table(results, args.seed)
     payload = {"budget": budget, "seed": args.seed, "corpus": str(corpus_root), "quick": args.quick,
                "seconds": round(time.time() - start, 1), "codecs": results}
-    args.out.write_text(json.dumps(payload, indent=2))
+    write_json(payload, args.out)
     plot = plot_figure(results, args.out.with_suffix(".png"))
     _log(f"wrote {args.out} and {plot} in {time.time() - start:.0f} s")
     return 0

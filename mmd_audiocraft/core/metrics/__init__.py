@@ -1,4 +1,4 @@
-"""Information measures between the codebooks of a discrete codec, in bits (numpy only, torch accepted).
+"""Information measures between the codebooks of a discrete codec, in bits (numpy; torch tensors accepted).
 
 Count codes with `CodeCounts` (streams and merges), then estimate entropy, mutual information and total
 correlation with a shuffle-null baseline, or get everything at once with `independence_report`.

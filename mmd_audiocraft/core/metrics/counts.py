@@ -253,43 +253,19 @@ class CodeCounts:
 
 
 def codes_to_rows(codes, pattern="parallel", delays: Sequence[int] | None = None) -> np.ndarray:
-    """Codes [B, K, T] -> rows [n, K] of tuples predicted together by a language model (item-major order).
+    """Integer codes [B, K, T] (numpy or torch) -> rows [n, K'] int64 of the tuples an LM predicts together.
 
-    "parallel": frame-aligned tuples (z_0[t], ..., z_{K-1}[t]), n = B * T.
-    "delay": MusicGen's delay pattern, codebook k shifted by delays[k] frames (default k); a step s holds
-    (z_k[s - delays[k]])_k and only steps where all K codes exist are kept: n = B * (T - max + min delay).
-    Both are done here in numpy, with the same layout as `mmd_audiocraft.core.patterns.group_by_pattern`. Any other
-    pattern (an audiocraft Pattern or pattern provider) is handed to `group_by_pattern`, which needs torch;
-    it may return fewer than K codebooks (those its steps predict together).
+    The grouping of :func:`mmd_audiocraft.core.patterns.group_rows`, the loss's own (same steps, same order,
+    same errors): "parallel" gives frame-aligned tuples, n = B * T; "delay" MusicGen's delay pattern, codebook k
+    shifted by delays[k] frames (default k), only the steps where all K codes exist, n = B * (T - max + min
+    delay); an audiocraft Pattern or provider the codebooks its steps predict together (K' <= K). Item-major.
+    Raises ValueError for codes that are not [B, K, T] integers, or as the grouping does.
     """
+    from ..patterns import group_rows
+
     arr = as_numpy(codes)
     if arr.ndim != 3:
         raise ValueError(f"codes: expected shape [B, K, T], got shape {tuple(arr.shape)}")
     if not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"codes: expected an integer dtype, got {arr.dtype}")
-    B, K, T = arr.shape
-    if not isinstance(pattern, str):
-        import torch  # only for audiocraft Pattern objects
-
-        from ..patterns import group_by_pattern
-
-        z = torch.from_numpy(arr.astype(np.float64))[..., None]  # exact for codes below 2**53
-        rows = group_by_pattern(z, pattern, delays=delays)[..., 0]
-        return rows.numpy().astype(np.int64)
-    if pattern == "parallel":
-        return np.ascontiguousarray(arr.transpose(0, 2, 1).reshape(B * T, K))
-    if pattern != "delay":
-        raise ValueError(f"pattern: expected 'parallel' or 'delay', got {pattern!r}")
-    d = np.arange(K) if delays is None else np.asarray([int(x) for x in delays])
-    if d.shape != (K,) or (d < 0).any():
-        raise ValueError(f"delays: expected {K} non-negative integers, got {delays}")
-    lo, hi = int(d.max()), T - 1 + int(d.min())  # valid steps s in [lo, hi]
-    steps = hi - lo + 1
-    if steps <= 0:  # the same error as the torch grouping: never fewer codebooks, never silently nothing
-        raise ValueError(f"T = {T} frames is too few for the decoding pattern: it predicts codebooks "
-                         f"{list(range(K))} together only from T >= {int(d.max() - d.min()) + 1} frames")
-    out = np.empty((B, steps, K), dtype=arr.dtype)
-    for k in range(K):
-        start = lo - int(d[k])
-        out[:, :, k] = arr[:, k, start:start + steps]
-    return out.reshape(B * steps, K)
+    return np.ascontiguousarray(group_rows(arr.astype(np.int64, copy=False), pattern, delays))

@@ -1,0 +1,34 @@
+"""The one way the applications write JSON (measure reports, compare tables, the demo's results, cached gaps)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def write_json(obj, path: str | Path) -> Path:
+    """Write `obj` to `path` as strict, indented JSON (parents created) and return the path: numpy scalars and
+    arrays become numbers and lists, paths strings, and non-finite floats null (strict JSON has no NaN).
+    Raises TypeError for anything else that JSON cannot hold."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_plain(obj), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
