@@ -3,9 +3,10 @@
 audiocraft's config tree (plus ours, appended to its search path), audiocraft's own `main` body and Dora folder,
 so `//sig/SIG` resolves from either side; only the solver selection is extended, from outside.
 """
-from .integration.seams import audiocraft_config_dir, install_all, prepare_process
+from .integration.process import prepare_process
+from .integration.seams import audiocraft_config_dir, install_all
 
-prepare_process()  # USER, offline hub, os.getlogin: before audiocraft and Dora read them (integration/seams.py)
+prepare_process()  # USER, offline hub, os.getlogin: before audiocraft and Dora read them (integration/process.py)
 
 from audiocraft import train as audiocraft_train  # noqa: E402
 from audiocraft.utils.cluster import get_slurm_parameters  # noqa: E402

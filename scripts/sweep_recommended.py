@@ -105,7 +105,7 @@ def main() -> int:
 
     from mmd_audiocraft.apps.demo import corpus
     from mmd_audiocraft.apps.demo.run import GAP_FULL, SWEEP, cache_dir, common_args, train_all
-    from mmd_audiocraft.integration.seams import prepare_process
+    from mmd_audiocraft.integration.process import prepare_process
 
     prepare_process()
     root = corpus.build(sample_rates=(16000,), quick=False)

@@ -292,7 +292,8 @@ def independent_codes(trained_codec, tiny_corpus) -> tuple[list[np.ndarray], int
     import soundfile as sf
     from audiocraft.solvers.compression import CompressionSolver
 
-    from mmd_audiocraft.integration.seams import install_solver_selection, prepare_process, trusting_torch_load
+    from mmd_audiocraft.integration.process import prepare_process
+    from mmd_audiocraft.integration.seams import install_solver_selection, trusting_torch_load
 
     prepare_process()
     install_solver_selection()

@@ -7,8 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mmd_audiocraft.integration.capture import CodebookCapture
-from mmd_audiocraft.integration.pvq import ProductVectorQuantizer
-from mmd_audiocraft.integration.seams import install_quantizers
+from mmd_audiocraft.integration.pvq import ProductVectorQuantizer, install_quantizers
 
 from .conftest import ROOT, TINY, history, run_dora, xp_dirs
 

@@ -4,6 +4,7 @@ May import `core` and the frameworks; never `apps`. Every place where the plugin
 Hydra is listed in `seams.py`.
 
     seams.py        every seam into audiocraft/Dora/Hydra, in one table    solver.py     MMDCompressionSolver
+    process.py      USER, offline hub, safe globals: before audiocraft
     options.py      the `inde` node, parsed once into typed options        errors.py     one-line errors, cause first
     codebooks_pattern.py  the LM's pattern: provider and its checks        capture.py    per-codebook vectors (hooks)
     evaluation.py   independence metrics of the evaluate stage             health.py     codebook usage, the guard

@@ -119,7 +119,7 @@ def _build(cfg, model_state: dict, device: str, label: str, path: Path):
     """audiocraft's builder on the stored config, with the plugin's quantizers registered."""
     from audiocraft.models import builders
 
-    from .seams import install_quantizers
+    from .pvq import install_quantizers
 
     install_quantizers()  # PVQ codecs
     cfg = cfg.copy()
@@ -251,7 +251,7 @@ def load_compression_model(spec: str, device: str = "cpu", trust_checkpoint: boo
     own Dora dir), which torch >= 2.6 needs for audiocraft training checkpoints (see _torch_load).
     key: how the user named it, for the messages: `--model` (the CLI) or a config key (`continue_from`, ...).
     """
-    from .seams import prepare_process
+    from .process import prepare_process
 
     prepare_process()  # before audiocraft reads its config (USER) or the hub; imports no audiocraft
     spec = str(spec)

@@ -15,6 +15,8 @@ from audiocraft.quantization.base import BaseQuantizer, QuantizedResult
 from audiocraft.quantization.core_vq import VectorQuantization
 from torch import nn
 
+from .process import wrap_once
+
 
 class ProductVectorQuantizer(BaseQuantizer):
     """K codebooks of `bins` entries, codebook k quantizing latent channels [k*D/K, (k+1)*D/K).
@@ -112,3 +114,25 @@ class ProductVectorQuantizer(BaseQuantizer):
         if not 1 <= int(n) <= self.max_n_q:
             raise ValueError(f"n={n}: expected 1 <= n <= {self.max_n_q} codebooks")
         self.n_q = int(n)
+
+
+def install_quantizers() -> None:
+    """The seam that registers PVQ into audiocraft's model builder (listed in `seams.py`): `encodec.quantizer:
+    pvq` builds ProductVectorQuantizer from the `pvq:` node (plus the encoder's `dimension`); every other name
+    goes to audiocraft's own builder. Enough for training, `//sig/` loading by the LM solvers and
+    `model_from_checkpoint` alike (all call the module global). Idempotent."""
+    from audiocraft.models import builders
+    from audiocraft.utils.utils import dict_from_config
+
+    def make(stock):
+        def get_quantizer(quantizer: str, cfg, dimension: int):
+            if quantizer != "pvq":
+                return stock(quantizer, cfg, dimension)
+            node = cfg.get(quantizer) if hasattr(cfg, "get") else getattr(cfg, quantizer, None)
+            if node is None:
+                raise ValueError(f"encodec.quantizer={quantizer!r} but the config has no `{quantizer}:` node: "
+                                 "select a model config that defines it, e.g. model=encodec/encodec_pvq_nq4")
+            return ProductVectorQuantizer(dimension=dimension, **dict_from_config(node))
+        return get_quantizer
+
+    wrap_once(builders, "get_quantizer", make)

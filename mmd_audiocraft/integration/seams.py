@@ -1,46 +1,45 @@
-"""Every seam between the plugin and audiocraft, Dora, Hydra, torch and the process, in one module.
+"""Every seam between the plugin and audiocraft, Dora, Hydra, torch and the process, listed in one table.
 
-Nothing here runs at import: the Dora main (`train.py`) calls :func:`install_all` when it starts; the CLI, the
-demo and the library's codec loader (`loaders.load_compression_model`) call :func:`prepare_process` (the loader
-also :func:`install_quantizers`). Checked against
-audiocraft 1.3.0 (PyPI sdist; git main 1.4.0a2 has the same symbols), dora-search 0.1.13, hydra-core 1.3,
-torch 2.1 and 2.11.
+Most live here; two live beside what they serve (the table says where). Nothing runs at import: the Dora main
+(`train.py`) calls :func:`install_all` when it starts; the CLI, the demo and the library's codec loader
+(`loaders.load_compression_model`) call `process.prepare_process` (the loader also `pvq.install_quantizers`).
+Checked against audiocraft 1.3.0 (PyPI sdist; git main 1.4.0a2 has the same symbols), dora-search 0.1.13,
+hydra-core 1.3, torch 2.1 and 2.11.
 
 seam               what is wrapped or registered (symbol)          what we do, and why
 -----------------  ----------------------------------------------  --------------------------------------------------
 solver selection   audiocraft.solvers.get_solver,                  `solver=compression` builds MMDCompressionSolver:
                    audiocraft.solvers.builders.get_solver          classes come from a dict literal, and
                                                                    audiocraft.train calls the package attribute
-preflight          audiocraft.train.get_solver                     solvers/preflight.py checks the config first:
+preflight          audiocraft.train.get_solver                     integration/preflight.py checks the config first:
                                                                    audiocraft divides batch sizes and loads codecs
                                                                    behind bare asserts
 quantizers         audiocraft.models.builders.get_quantizer        `encodec.quantizer=pvq` builds the PVQ: a dict
-                                                                   literal, looked up as a module global
+  (pvq.py)                                                         literal, looked up as a module global
 checkpoints        audiocraft.utils.checkpoint.load_checkpoint     a trusting torch.load: torch >= 2.6 loads
                                                                    weights-only, audiocraft checkpoints hold OmegaConf
-safe globals       torch.serialization.add_safe_globals            OmegaConf types allowed: weights-only loads of
-                                                                   exported packages
-config search      hydra Plugins.register(SearchPathPlugin)        mmd_audiocraft/config appended: Dora lists groups
+config search      hydra Plugins.register(SearchPathPlugin)        mmd_audiocraft.config appended: Dora lists groups
                                                                    and signs XPs from audiocraft's tree
 Dora main          dora.hydra_main; audiocraft.train.main.dora     train.py shares audiocraft's Dora dir and SLURM
                                                                    defaults, so //sig/ resolves from either side
+safe globals       torch.serialization.add_safe_globals            OmegaConf types allowed: weights-only loads of
+  (process.py)                                                     exported packages
 environment        USER, HF_HUB_OFFLINE                            set when missing: audiocraft's config reads $USER;
-                                                                   hub lookups hang without a route
+  (process.py)                                                     hub lookups hang without a route
 login name         os.getlogin                                     falls back to the effective user: `dora grid`
-                                                                   (Shepherd._check_orphans) fails without a terminal
-inside the solver  CompressionSolver.__init__, .balancer,          see solvers/compression.py: the loss key, its
-                   .balancer.averager, .load_from_pretrained       backward, a resumable EMA, HF weight-norm keys
+  (process.py)                                                     (Shepherd._check_orphans) fails without a terminal
+inside the solver  CompressionSolver.__init__, .balancer,          see integration/solver.py: the loss key, its
+                   .balancer.averager, .load_from_pretrained,      backward, a resumable EMA, HF weight-norm keys,
+                   .save_checkpoints                               the cause of a failed checkpoint write first
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
-import socket
-from collections.abc import Callable
 from pathlib import Path
 
-_WRAPPED = "__mmd_audiocraft_wraps__"
+from .process import prepare_process, wrap_once
 
 _WHEEL_WITHOUT_CONFIG = """\
 audiocraft is installed without its config/ tree ({where}), which training needs.
@@ -50,17 +49,6 @@ The audiocraft wheel does not ship it. Either
       pip install --no-deps -e audiocraft-1.3.0
   * or point AUDIOCRAFT_CONFIG_DIR at the config/ folder of an audiocraft checkout.
 `make setup` in the mmd-audiocraft checkout does the first for you."""
-
-
-def wrap_once(owner, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
-    """Replace `owner.name` by `make_wrapper(original)`, once per process (the wrapper remembers what it wraps,
-    so entry points may install every seam as often as they run)."""
-    original = getattr(owner, name)
-    if hasattr(original, _WRAPPED):
-        return
-    wrapper = make_wrapper(original)
-    setattr(wrapper, _WRAPPED, original)
-    setattr(owner, name, wrapper)
 
 
 # -- where things are ---------------------------------------------------------------------------------------
@@ -96,74 +84,6 @@ def plugin_config_dir() -> Path:
     return Path(str(importlib.resources.files("mmd_audiocraft.config"))).resolve()
 
 
-# -- the process ----------------------------------------------------------------------------------------------
-@functools.cache
-def hub_reachable(host: str = "huggingface.co", timeout: float = 1.5) -> bool:
-    """One short TCP probe, so offline machines fail fast instead of hanging on hub lookups."""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def ensure_user() -> None:
-    """audiocraft's config.yaml reads ${oc.env:USER}; give it the login name when the shell did not export it."""
-    if not os.environ.get("USER"):
-        import getpass
-
-        try:
-            os.environ["USER"] = getpass.getuser()
-        except Exception:  # no passwd entry (containers)
-            os.environ["USER"] = "audiocraft"
-
-
-def allow_audiocraft_checkpoints() -> None:
-    """Let torch >= 2.6's weights-only unpickler read OmegaConf configs (exported audiocraft packages)."""
-    import torch
-
-    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
-    if add_safe_globals is None:  # torch < 2.4 loads everything anyway
-        return
-    import collections
-    import typing
-
-    from omegaconf import base, dictconfig, listconfig, nodes
-
-    node_types = [t for t in vars(nodes).values() if isinstance(t, type) and issubclass(t, nodes.Node)]
-    add_safe_globals([dictconfig.DictConfig, listconfig.ListConfig, base.ContainerMetadata, base.Metadata,
-                      typing.Any, collections.defaultdict, collections.OrderedDict, *node_types])
-
-
-def login_name_fallback() -> None:
-    """`os.getlogin()` falls back to the effective user's name (who owns the SLURM jobs) where it raises.
-
-    `dora grid` runs `squeue -u os.getlogin()` when it finds a submission interrupted before its job id was
-    saved (dora/shep.py, `Shepherd._check_orphans`). Without a controlling terminal (CI, cron, containers)
-    `os.getlogin()` raises OSError and `dora grid` dies before doing anything; elsewhere it is unchanged."""
-    def make(login):
-        def getlogin() -> str:
-            try:
-                return login()
-            except OSError:
-                import pwd
-
-                return pwd.getpwuid(os.geteuid()).pw_name
-        return getlogin
-
-    wrap_once(os, "getlogin", make)
-
-
-def prepare_process() -> None:
-    """What every entry point needs before audiocraft: `USER`, `HF_HUB_OFFLINE` where the hub is unreachable,
-    OmegaConf allow-listed for torch, the login-name fallback. Idempotent."""
-    ensure_user()
-    if "HF_HUB_OFFLINE" not in os.environ and not hub_reachable():
-        os.environ["HF_HUB_OFFLINE"] = "1"
-    allow_audiocraft_checkpoints()
-    login_name_fallback()
-
-
 # -- audiocraft -------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def trusting_torch_load():
@@ -196,29 +116,6 @@ def install_checkpoint_loading() -> None:
     wrap_once(checkpoint, "load_checkpoint", make)
 
 
-def install_quantizers() -> None:
-    """`encodec.quantizer: pvq` builds ProductVectorQuantizer from the `pvq:` node (plus the encoder's
-    `dimension`); every other name goes to audiocraft's own builder. Enough for training, `//sig/` loading by
-    the LM solvers and `model_from_checkpoint` alike (all call the module global)."""
-    from audiocraft.models import builders
-    from audiocraft.utils.utils import dict_from_config
-
-    def make(stock):
-        def get_quantizer(quantizer: str, cfg, dimension: int):
-            if quantizer != "pvq":
-                return stock(quantizer, cfg, dimension)
-            from .pvq import ProductVectorQuantizer
-
-            node = cfg.get(quantizer) if hasattr(cfg, "get") else getattr(cfg, quantizer, None)
-            if node is None:
-                raise ValueError(f"encodec.quantizer={quantizer!r} but the config has no `{quantizer}:` node: "
-                                 "select a model config that defines it, e.g. model=encodec/encodec_pvq_nq4")
-            return ProductVectorQuantizer(dimension=dimension, **dict_from_config(node))
-        return get_quantizer
-
-    wrap_once(builders, "get_quantizer", make)
-
-
 def _resuming() -> bool:
     """Whether the current Dora XP already has its checkpoint (audiocraft then ignores continue_from)."""
     from audiocraft.utils.checkpoint import checkpoint_name
@@ -239,6 +136,8 @@ def install_solver_selection() -> None:
 
     import audiocraft.solvers as solvers
     from audiocraft.solvers import builders
+
+    from .pvq import install_quantizers
 
     install_quantizers()
 

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from ...core.metrics.factorization_gap import GapOptions, format_gap_bits
-from ...integration.seams import prepare_process
+from ...integration.process import prepare_process
 
 # how much held-out audio each measurement reads: full = the whole split (12.6 min); quick = a CI smoke run
 MEASURE = {"full": {"gap_fit_seconds": 600.0, "max_frames": None, "mmd_rows": 4096, "reconstruction_seconds": 300},
