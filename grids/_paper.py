@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ._chain import SIG_PREFIX, xp_of
 from ._profile import current
 
 NO_MMD = {"losses.inde": 0.0}
@@ -51,6 +52,12 @@ def codec_overrides(name: str) -> list[dict]:
     if name not in CODECS:
         raise ValueError(f"codec {name!r}: expected one of {sorted(CODECS)}")
     return [current().codec, CODECS[name]]
+
+
+def lm_overrides(codec: str, lm: dict) -> list[dict]:
+    """The overrides of the LM `lm` on codec `codec`, exactly as the LM grids launch it (in the current profile):
+    the profile's LM base, `compression_model_checkpoint=//sig/<the codec's sig>`, then the LM's own."""
+    return [*current().lm, {"compression_model_checkpoint": SIG_PREFIX + xp_of(codec_overrides(codec)).sig}, lm]
 
 
 def codec_launcher(launcher):
