@@ -8,7 +8,8 @@ of grids mmd_musicgen and mmd_musicgen_quantizers, all waiting; once one LM XP h
 LM and codec checkpoints, copied to the signatures the grid computes for its Table 2 MMD LM: training the grid's
 own codec and LM would add a minute) the grid schedules that evaluation only, and `dora run -f SIG` runs it:
 audiocraft's evaluate stage with the LM's cross-entropy and the chroma cosine similarity, no download. The chroma
-cosine it logs is recomputed here from the audio it compared, with numpy (STFT, librosa's chroma filters).
+cosine it logs is recomputed here from the audio it compared, with numpy (STFT, librosa's chroma filters), and
+`mmd-audiocraft compare` on the codec shows what the evaluation logged beside its LM.
 """
 from __future__ import annotations
 
@@ -40,8 +41,11 @@ CLAP_FILE = "music_audioset_epoch_15_esc_90.14.pt"  # audiocraft's metrics.text_
 FAKE_PACKAGES = ("hear21passt", "laion_clap")
 
 
-def fake_installation(root: Path) -> dict[str, Path]:
-    """Empty stand-ins for everything FAD, KL and CLAP read, where audiocraft reads them; name -> path."""
+def fake_installation(root: Path, hf_cache: Path | None = None) -> dict[str, Path]:
+    """Empty stand-ins for everything FAD, KL and CLAP read, where audiocraft reads them, under `root` (the
+    Hugging Face files in `hf_cache`, default root/hf); name -> path. Point at it: $AUDIOCRAFT_REFERENCE_DIR =
+    reference, $TF_PYTHON_EXE = any Python (TensorFlow's stand-ins are in fad_bin), `site` on the Python path,
+    $TORCH_HOME = torch_home, $HF_HUB_CACHE = hf_cache."""
     def touch(path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
@@ -49,8 +53,9 @@ def fake_installation(root: Path) -> dict[str, Path]:
 
     fad_bin = root / "google-research"
     site = root / "site"
-    paths = {"fad_bin": fad_bin, "site": site, "reference": root / "reference", "torch_hub": root / "torch_hub",
-             "hf_cache": root / "hf"}
+    hf_cache = hf_cache or root / "hf"
+    paths = {"fad_bin": fad_bin, "site": site, "reference": root / "reference", "torch_home": root / "torch",
+             "hf_cache": hf_cache}
     for module in FAD_MODULES:
         paths[module.rsplit(".", 1)[1]] = touch(fad_bin.joinpath(*module.split(".")).with_suffix(".py"))
     touch(fad_bin / "frechet_audio_distance" / "__init__.py")
@@ -61,9 +66,9 @@ def fake_installation(root: Path) -> dict[str, Path]:
     paths["laion_clap"] = touch(site / "laion_clap" / "__init__.py").parent
     paths["vggish"] = touch(root / "reference" / "fad" / "vggish_model.ckpt")
     paths["clap_checkpoint"] = touch(root / "reference" / "clap" / CLAP_FILE)
-    paths["passt_weights"] = touch(root / "torch_hub" / "checkpoints" / PASST[20][2])
+    paths["passt_weights"] = touch(root / "torch" / "hub" / "checkpoints" / PASST[20][2])  # torch.hub.get_dir()
     snapshot = "0" * 40  # the Hugging Face cache layout: refs/main names the snapshot holding the files
-    repo = root / "hf" / f"models--{ROBERTA}"
+    repo = hf_cache / f"models--{ROBERTA}"
     touch(repo / "refs" / "main").write_text(snapshot)
     for name in ROBERTA_FILES:
         touch(repo / "snapshots" / snapshot / name)
@@ -83,7 +88,7 @@ def installed(tmp_path, monkeypatch):
     monkeypatch.setenv("TF_PYTHON_EXE", sys.executable)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.syspath_prepend(str(paths["site"]))
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(paths["torch_hub"]))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(paths["torch_home"] / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(paths["hf_cache"]))
     importlib.invalidate_caches()
     yield paths
@@ -209,10 +214,20 @@ def update(self, preds, targets, sizes, sample_rates):
                      "sample_rates": sample_rates.numpy()})
     return stock_update(self, preds, targets, sizes, sample_rates)
 ChromaCosineSimilarityMetric.update = update
+import multiprocessing
+multiprocessing.set_start_method(None, force=True)  # `dora grid` set it; audiocraft's main sets it once per process
 dora("run", "-f", evaluation.sig)
 np.savez(Path(work) / "chroma_inputs.npz", **{f"{k}_{i}": v for i, c in enumerate(compared) for k, v in c.items()})
 results.update(codec=codec.sig, lm=lm.sig, evaluation=evaluation.sig, folder=str(evaluation.folder),
                argv=list(evaluation.argv), batches=len(compared))
+
+from mmd_audiocraft.apps.compare import compare, format_compare_table
+from mmd_audiocraft.train import main
+shutil.copy(Path(codec_checkpoint).parent / "history.json", codec.folder)
+for xp in (codec, lm):
+    main.init_xp(xp)  # their argv, as `dora grid --init` writes it
+results["compare"] = compare([str(codec.folder)])
+results["table"] = format_compare_table(results["compare"])
 print("@@RESULTS@@" + json.dumps(results))
 """
 
@@ -260,32 +275,54 @@ def test_the_evaluate_stage_logs_the_lms_cross_entropy_and_chroma_cosine(cpu_eva
     assert 0.0 <= metrics["chroma_cosine"] <= 1.0  # argmax chroma: one-hot vectors, cosine 0 or 1 per frame
     assert cpu_evaluation["batches"] == 1
     inputs = np.load(cpu_evaluation["work"] / "chroma_inputs.npz")
-    expected, frames = chroma_cosine(inputs["preds_0"], inputs["targets_0"], inputs["sizes_0"],
-                                     int(inputs["sample_rates_0"][0]))
+    sample_rate = int(inputs["sample_rates_0"][0])
+    expected, frames = chroma_cosine(inputs["preds_0"], inputs["targets_0"], inputs["sizes_0"], sample_rate)
     assert inputs["preds_0"].shape == inputs["targets_0"].shape == (4, 1, 32000)  # 2 s at 16 kHz
     assert abs(metrics["chroma_cosine"] - expected) <= 1 / frames  # a near-tie may flip one frame's argmax
+    # the reference excerpts change pitch class: the value depends on the generated audio (one run: the 8-update
+    # LM's greedy samples held one pitch class the references never had, and both computations gave 0)
+    assert len({int(c) for wav in inputs["targets_0"] for c in argmax_chroma(wav[0], sample_rate)}) > 1
 
 
-def chroma_cosine(preds, targets, sizes, sample_rate: int, n_fft: int = 2 ** 14) -> tuple[float, int]:
-    """Mean over frames of the cosine between the argmax chromas of `preds` and `targets` [B, 1, T] (numpy: a
-    centred, reflect-padded Hann STFT with hop n_fft / 4, power spectrum, librosa's chroma filters with tuning 0),
-    over the first ceil(size / hop) frames of each item, as MusicGen's chroma cosine metric defines it
-    (audiocraft's default metrics.chroma_cosine: radix2_exp 14, 12 chroma, argmax); and the number of frames."""
+N_FFT = 2 ** 14  # audiocraft's default metrics.chroma_cosine: radix2_exp 14, 12 chroma, argmax
+
+
+def argmax_chroma(wav, sample_rate: int, n_fft: int = N_FFT):
+    """The dominant pitch class (0 = C) of each frame of a mono `wav` [T] (T >= n_fft): a centred, reflect-padded
+    periodic-Hann STFT with hop n_fft / 4, its power spectrum through librosa's chroma filters (tuning 0)."""
     import librosa
 
-    hop = n_fft // 4
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
     bank = librosa.filters.chroma(sr=sample_rate, n_fft=n_fft, tuning=0, n_chroma=12)
+    padded = np.pad(wav.astype(np.float64), n_fft // 2, mode="reflect")
+    starts = range(0, len(padded) - n_fft + 1, n_fft // 4)
+    power = np.stack([np.abs(np.fft.rfft(window * padded[s:s + n_fft])) ** 2 for s in starts], axis=1)
+    return (bank @ power).argmax(axis=0)
 
-    def argmax_chroma(wav):
-        padded = np.pad(wav.astype(np.float64), n_fft // 2, mode="reflect")
-        starts = range(0, len(padded) - n_fft + 1, hop)
-        power = np.stack([np.abs(np.fft.rfft(window * padded[s:s + n_fft])) ** 2 for s in starts], axis=1)
-        return (bank @ power).argmax(axis=0)
 
+def chroma_cosine(preds, targets, sizes, sample_rate: int, n_fft: int = N_FFT) -> tuple[float, int]:
+    """Mean over frames of the cosine between the one-hot argmax chromas of `preds` and `targets` [B, 1, T] (1 where
+    their pitch classes agree, else 0), over the first ceil(size / hop) frames of each item, as MusicGen's chroma
+    cosine metric defines it; and the number of frames."""
+    hop = n_fft // 4
     agree = total = 0
     for pred, target, size in zip(preds, targets, sizes):
         t = math.ceil(int(size) / hop)
-        agree += int((argmax_chroma(pred[0])[:t] == argmax_chroma(target[0])[:t]).sum())
+        agree += int((argmax_chroma(pred[0], sample_rate)[:t] == argmax_chroma(target[0], sample_rate)[:t]).sum())
         total += t
     return agree / total, total
+
+
+@pytest.mark.slow
+def test_compare_shows_the_evaluation_beside_its_lm(cpu_evaluation):
+    (epoch,) = json.loads((Path(cpu_evaluation["folder"]) / "history.json").read_text())
+    (row,) = cpu_evaluation["compare"]["xps"]
+    (lm,) = row["lm"]
+    assert lm["sig"] == cpu_evaluation["lm"] and lm["modeling"] == "delay"
+    logged = epoch["evaluate"]
+    assert lm["evaluation"] == {"sig": cpu_evaluation["evaluation"], "epoch": 1,
+                                "chroma_cosine": logged["chroma_cosine"], "ce": logged["ce"], "ppl": logged["ppl"]}
+    table = cpu_evaluation["table"].split("LM evaluations", 1)[1].splitlines()
+    assert table[1].split()[2:] == ["chroma", "delay", "eval", "ce", "delay", "eval", "ppl", "delay"]
+    assert table[2].split()[2:] == [format(logged["chroma_cosine"], ".3f"), format(logged["ce"], ".4f"),
+                                    format(logged["ppl"], ".2f")]
