@@ -239,8 +239,8 @@ def test_evaluation_grid_refuses_without_the_metrics_downloads_naming_each(grids
     message = grids["eval_refusal"]  # offline, nothing installed: FAD, KL and CLAP all miss something
     assert message.startswith("mmd_audiocraft: config error: the evaluate stage's metrics need 7 thing(s)")
     for named in ("metrics.fad.tf.bin=None: Google Research's frechet_audio_distance code",
-                  "metrics.fad.tf.model_path=//reference/fad/vggish_model.ckpt (looked for "
-                  f"{grids['dora_dir'].parent}/empty/fad/vggish_model.ckpt)",
+                  "metrics.fad.tf.model_path=//reference/fad/vggish_model.ckpt: the VGGish checkpoint FAD embeds "
+                  f"audio with (looked for {grids['dora_dir'].parent}/empty/fad/vggish_model.ckpt)",
                   f"TF_PYTHON_EXE={sys.executable}: the interpreter audiocraft runs FAD with: it cannot import "
                   "tensorflow, tf_slim, apache_beam",
                   "evaluate.metrics.kld=true: the package hear21passt",

@@ -159,6 +159,19 @@ def test_metrics_that_need_no_download_need_nothing_even_offline(compose, monkey
         check_generation_metrics(other)
 
 
+def test_the_solver_is_not_built_while_a_metric_misses_something(compose, monkeypatch, tmp_path):
+    """Through audiocraft's `train.get_solver`, the function our Dora main calls (which prints the ConfigError as
+    `mmd_audiocraft: config error: ...`): refused before the codec is loaded or the LM built."""
+    from mmd_audiocraft.integration.seams import install_solver_selection
+    from mmd_audiocraft.train import audiocraft_train
+
+    install_solver_selection()
+    monkeypatch.setenv("AUDIOCRAFT_REFERENCE_DIR", str(tmp_path))
+    xp = compose(*LM, "compression_model_checkpoint=//sig/0badc0de", "evaluate.metrics.text_consistency=true")
+    with xp.enter(), pytest.raises(ConfigError, match=r"^the evaluate stage's metrics need \d thing\(s\)"):
+        audiocraft_train.get_solver(xp.cfg)
+
+
 def test_execute_only_needs_a_model_to_run(compose):
     def refusal(*overrides) -> str:
         with pytest.raises(ConfigError) as error:
