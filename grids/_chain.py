@@ -118,12 +118,3 @@ def launch_when_finished(launcher, jobs: dict[str, tuple[tp.Any, list]], kind: s
               f"not scheduled, run this grid again once the {upstream} has finished.")
     return waiting
 
-
-def launch_lms_when_codecs_finish(launcher, lms: dict[str, tuple[list, dict]]) -> list[str]:
-    """For each LM name -> (codec overrides, LM overrides): schedule the LM on `//sig/<codec sig>` if the
-    codec XP has finished, else list it as waiting. Returns the names of the waiting LMs."""
-    jobs = {}
-    for name, (codec, overrides) in lms.items():
-        xp = xp_of(codec)
-        jobs[name] = (xp, [{"compression_model_checkpoint": SIG_PREFIX + xp.sig}, overrides])
-    return launch_when_finished(launcher, jobs, "LM", "codec")
