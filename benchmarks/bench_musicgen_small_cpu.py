@@ -12,19 +12,23 @@ that the paper-scale LM builds on one of our codecs, reads its codes through `//
    musicgen/musicgen_base_32khz + LM_FSDP + LM_PAPER) on `compression_model_checkpoint=//sig/CODEC`, plus what
    a CPU needs (`cpu_overrides`): no T5 (`conditioner=none`: T5 comes from the Hugging Face hub), `device=cpu`,
    FSDP off (torch's FSDP shards over CUDA devices; audiocraft only wraps the model with it on GPUs), the EMA
-   on the CPU, 1 s segments of batch 2, one epoch of 2 updates, no checkpoint written (3.6 GB of weights and
-   AdamW state). audiocraft runs the evaluate and generate stages at the last epoch whatever their `every`:
-   this benchmark skips them (a wrapper on `should_run_stage`), so the process trains and validates only.
+   on the CPU, 1 s segments of batch 2, one epoch of 2 updates, no checkpoint written (weights, AdamW state,
+   EMA and best state: several GB). audiocraft runs the evaluate and generate stages at the last epoch whatever
+   their `every`: this benchmark skips them (a wrapper on `should_run_stage`), so the process trains and
+   validates only.
 
 Measured: seconds per training update (`run_step` in train mode, each update; the first one also allocates
 AdamW's state), the LM process's wall time and its peak RSS (`ru_maxrss` of that process, import and build
-included). Checked, and reported under `checks`: the LM's cardinality, number of codebooks and delay-pattern
-delays are the codec's (the LM is built from `compression_model_checkpoint`, not from a guess), and it logged
-a finite train and valid cross-entropy. Exits 1 when a check fails.
+included). Checked, and reported under `checks`: the codec's codes vary; the built LM's cardinality, number of
+codebooks and delay-pattern delays are the codec's (audiocraft builds them from `transformer_lm.*` and asserts
+they match the codec it loaded; our preflight checks the same before); it logged a finite train and valid
+cross-entropy; the preflight refuses a mismatched cardinality. Exits 1 when a check fails.
 
-Why a benchmark and not a slow test: on the project's 2-core machine the LM process alone takes minutes (a
-300M-parameter model built, 2 AdamW updates) and a peak RSS of several GB, which would not fit CI's budget
-next to the other tests (results in benchmarks/results/musicgen_small_cpu.json).
+Why a benchmark and not a slow test: on the project's 2-core machine the two processes take about a minute and a
+half (a 319M-parameter model built, 2 AdamW updates of 6-13 s each) and the LM process peaks at about 10 GB of
+RSS (weights, gradients, AdamW's moments, EMA and best state), too much next to the rest of the suite on CI's
+shared 24 GB machine for what it adds to the grid tests (results: benchmarks/results/musicgen_small_cpu.json,
+docs/PERFORMANCE.md).
 
     python benchmarks/bench_musicgen_small_cpu.py [--segment 1] [--batch 2] [--updates 2] [--json OUT]
 """
