@@ -245,7 +245,7 @@ def test_dry_runs_and_in_process_commands(tmp_path, tiny_corpus, lm_codec):
 
     steps = []
     for doc in documentation.DOCS:
-        steps += [{"key": f"{doc}: setup {s}", "words": s.split()} for s in DRIVER_SETUP[doc]]
+        steps += [{"key": f"{doc}: setup {s}", "words": s.split()} for s in DRIVER_SETUP.get(doc, [])]
         for command in documentation.commands(doc):
             if TABLE[doc][command.key] in (DRY, IN_PROCESS):
                 steps.append({"key": f"{doc}: {command.key}", "words": documentation.words(substituted(command))})
