@@ -39,6 +39,7 @@ bench: setup
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_solver_step.py
 	$(PY) benchmarks/bench_soak.py
+	$(PY) benchmarks/bench_musicgen_small_cpu.py
 
 clean:
 	rm -rf .venv .venv-* .pytest_cache .ruff_cache demo_results.json demo_results.png

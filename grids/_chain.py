@@ -1,9 +1,10 @@
-"""Codec -> LM chaining for Dora grids: a codec XP's signature and progress, and LMs that wait for it.
+"""Chaining for Dora grids: an XP's signature and progress, and XPs that wait for another one to finish.
 
 MusicGen loads the *last* checkpoint of `compression_model_checkpoint=//sig/SIG`, so an LM must start only
-once its codec has finished. Dora has no dependencies between XPs: an LM grid schedules the LMs whose codec
-is done and lists the others in its table, marked waiting, without scheduling them; running the grid again
-later schedules them.
+once its codec has finished; an evaluation (`continue_from=//sig/LM execute_only=evaluate`) reads its LM's best
+state, so it must start once the LM has finished. Dora has no dependencies between XPs: a grid schedules the
+XPs whose upstream XP is done and lists the others in its table, marked waiting, without scheduling them;
+running the grid again later schedules them.
 """
 from __future__ import annotations
 
@@ -21,15 +22,16 @@ def _main():
     return main
 
 
-def codec_xp(overrides: tp.Any):
+def xp_of(overrides: tp.Any):
     """The Dora XP that a grid launching `overrides` schedules (same argv, hence same signature)."""
     main = _main()
     return main.get_xp(main.value_to_argv(overrides))
 
 
 @dataclasses.dataclass
-class CodecProgress:
-    """How far a codec XP got, read from its folder (works for SLURM jobs and local `dora run` alike)."""
+class XPProgress:
+    """How far an XP (a codec, an LM) got, read from its folder (works for SLURM jobs and local `dora run`
+    alike)."""
     sig: str
     folder: Path
     epochs_done: int
@@ -49,12 +51,12 @@ class CodecProgress:
         return f"waiting {self.epochs_done}/{self.epochs}"
 
     @classmethod
-    def of_xp(cls, xp) -> CodecProgress:
+    def of_xp(cls, xp) -> XPProgress:
         return cls(xp.sig, xp.folder, len(read_history(xp.folder)), int(xp.cfg.optim.epochs),
                    (xp.folder / "checkpoint.th").exists())
 
     @classmethod
-    def of_sig(cls, sig: str) -> CodecProgress:
+    def of_sig(cls, sig: str) -> XPProgress:
         main = _main()
         try:
             xp = main.get_xp_from_sig(sig)
@@ -73,10 +75,11 @@ def read_history(folder: Path) -> list[dict]:
         return []
 
 
-def codec_sig_of(cfg) -> str | None:
-    """The codec signature an LM config points at, if it points at an XP."""
-    checkpoint = str(cfg.get("compression_model_checkpoint") or "")
-    return checkpoint[len(SIG_PREFIX):] if checkpoint.startswith(SIG_PREFIX) else None
+def sig_of(cfg, key: str = "compression_model_checkpoint") -> str | None:
+    """The signature `cfg.<key>` points at (an LM's codec, an evaluation's LM with key="continue_from"), if it
+    points at an XP."""
+    value = str(cfg.get(key) or "")
+    return value[len(SIG_PREFIX):] if value.startswith(SIG_PREFIX) else None
 
 
 def list_without_scheduling(launcher, *args):
@@ -99,18 +102,19 @@ def list_without_scheduling(launcher, *args):
     return sheep
 
 
-def launch_lms_when_codecs_finish(launcher, lms: dict[str, tuple[list, dict]]) -> list[str]:
-    """For each LM name -> (codec overrides, LM overrides): schedule the LM on `//sig/<codec sig>` if the
-    codec XP has finished, else list it as waiting. Returns the names of the waiting LMs."""
+def launch_when_finished(launcher, jobs: dict[str, tuple[tp.Any, list]], kind: str, upstream: str) -> list[str]:
+    """For each name -> (upstream XP, args): schedule `launcher(*args)` if the upstream XP has finished, else list
+    it as waiting (printing why). `kind` and `upstream` name both in that message ("LM", "codec"). Returns the
+    names of the waiting XPs."""
     waiting = []
-    for name, (codec, overrides) in lms.items():
-        progress = CodecProgress.of_xp(codec_xp(codec))
-        args = [{"compression_model_checkpoint": SIG_PREFIX + progress.sig}, overrides]
+    for name, (before, args) in jobs.items():
+        progress = XPProgress.of_xp(before)
         if progress.finished:
             launcher(*args)
             continue
         sheep = list_without_scheduling(launcher, *args)
         waiting.append(name)
-        print(f"Grid: LM {name} ({sheep.xp.sig}) waits for codec {progress.sig}: {progress.status}; "
-              "not scheduled, run this grid again once the codec has finished.")
+        print(f"Grid: {kind} {name} ({sheep.xp.sig}) waits for {upstream} {progress.sig}: {progress.status}; "
+              f"not scheduled, run this grid again once the {upstream} has finished.")
     return waiting
+

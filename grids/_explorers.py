@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import treetable as tt
 from audiocraft.grids.compression._explorers import CompressionExplorer
-from audiocraft.grids.musicgen._explorers import LMExplorer
+from audiocraft.grids.musicgen._explorers import GenerationEvalExplorer, LMExplorer
 
-from ._chain import CodecProgress, codec_sig_of, read_history
+from ._chain import XPProgress, read_history, sig_of
 
 N_CODEBOOKS = 4  # the paper's codecs: one mi_rest column per codebook
 
@@ -44,11 +44,11 @@ class MMDLMExplorer(LMExplorer):
 
     def process_sheep(self, sheep, history):
         parts = super().process_sheep(sheep, history)
-        sig = codec_sig_of(sheep.xp.cfg)
+        sig = sig_of(sheep.xp.cfg)
         if sig is None:
             parts["codec"] = {"sig": str(sheep.xp.cfg.get("compression_model_checkpoint")), "status": "ready"}
             return parts
-        progress = CodecProgress.of_sig(sig)
+        progress = XPProgress.of_sig(sig)
         codec = {"sig": sig, "status": progress.status}
         evaluations = [epoch["evaluate"] for epoch in read_history(progress.folder) if "evaluate" in epoch]
         if evaluations:
@@ -56,3 +56,21 @@ class MMDLMExplorer(LMExplorer):
         parts["codec"] = codec
         return parts
 
+
+
+class MMDEvalExplorer(GenerationEvalExplorer):
+    """audiocraft's GenerationEvalExplorer (evaluate: ce, ppl, fad, kld, text_consistency, chroma_cosine) plus the
+    LM each evaluation reads (`continue_from=//sig/SIG`): its sig and whether it has finished (else the evaluation
+    waits, not scheduled), and the codec that LM runs on."""
+
+    def get_grid_metrics(self):
+        lm = tt.group("lm", [tt.leaf("sig"), tt.leaf("status"), tt.leaf("codec")], align=">")
+        return [lm] + super().get_grid_metrics()
+
+    def process_sheep(self, sheep, history):
+        parts = super().process_sheep(sheep, history)
+        sig = sig_of(sheep.xp.cfg, "continue_from")
+        lm = {"sig": sig or str(sheep.xp.cfg.get("continue_from")), "codec": sig_of(sheep.xp.cfg) or "-"}
+        lm["status"] = XPProgress.of_sig(sig).status if sig else "ready"
+        parts["lm"] = lm
+        return parts

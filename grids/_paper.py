@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ._chain import SIG_PREFIX, launch_when_finished, xp_of
 from ._profile import current
 
 NO_MMD = {"losses.inde": 0.0}
@@ -53,6 +54,12 @@ def codec_overrides(name: str) -> list[dict]:
     return [current().codec, CODECS[name]]
 
 
+def lm_overrides(codec: str, lm: dict) -> list[dict]:
+    """The overrides of the LM `lm` on codec `codec`, exactly as the LM grids launch it (in the current profile):
+    the profile's LM base, `compression_model_checkpoint=//sig/<the codec's sig>`, then the LM's own."""
+    return [*current().lm, {"compression_model_checkpoint": SIG_PREFIX + xp_of(codec_overrides(codec)).sig}, lm]
+
+
 def codec_launcher(launcher):
     """The codec grids' launcher: the profile's resources (paper: 8 GPUs like audiocraft's encodec grids) and
     codec base bound."""
@@ -69,9 +76,10 @@ def launch_codecs(launcher, names) -> None:
             launcher(CODECS[name])
 
 
-def lm_launcher(launcher):
-    """The LM grids' launcher: the profile's resources (paper: 32 GPUs like audiocraft's MusicGen-small) and
-    LM base bound."""
-    profile = current()
-    launcher.slurm_(**profile.lm_slurm)
-    return launcher.bind_(*profile.lm)
+def launch_lms(launcher, lms: dict[str, tuple[str, dict]]) -> list[str]:
+    """The LMs `lms` (name -> (codec name, LM overrides), as in DECODING_LMS) on the profile's LM resources (paper:
+    32 GPUs like audiocraft's MusicGen-small), each scheduled once its codec XP has finished and listed as
+    waiting before (grids/_chain.py). Returns the names of the waiting LMs."""
+    launcher.slurm_(**current().lm_slurm)
+    jobs = {name: (xp_of(codec_overrides(codec)), lm_overrides(codec, lm)) for name, (codec, lm) in lms.items()}
+    return launch_when_finished(launcher, jobs, "LM", "codec")

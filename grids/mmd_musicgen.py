@@ -5,13 +5,10 @@ Each LM reads its codec through `compression_model_checkpoint=//sig/SIG`, SIG co
 own definitions (_paper.CODECS). An LM is scheduled only once its codec XP has finished; until then the
 table lists it with codec status "waiting": run `dora grid mmd_codec_decoding` first, this grid again later.
 """
-from ._chain import launch_lms_when_codecs_finish
 from ._explorers import MMDLMExplorer
-from ._paper import DECODING_LMS, codec_overrides, lm_launcher
+from ._paper import DECODING_LMS, launch_lms
 
 
 @MMDLMExplorer
 def explorer(launcher):
-    lm_launcher(launcher)
-    launch_lms_when_codecs_finish(
-        launcher, {name: (codec_overrides(codec), lm) for name, (codec, lm) in DECODING_LMS.items()})
+    launch_lms(launcher, DECODING_LMS)

@@ -78,6 +78,21 @@ def lm_codec(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
     return dora_dir, xp
 
 
+TINY_LM = ["solver=musicgen/musicgen_mmd_tiny"]
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_corpus, lm_codec) -> Path:
+    """XP folder of the tiny LM (config/solver/musicgen/musicgen_mmd_tiny.yaml: one epoch of 8 updates) trained on
+    the codes of `lm_codec` through `compression_model_checkpoint=//sig/SIG`, in that codec's Dora dir."""
+    dora_dir, codec = lm_codec
+    args = [*TINY_LM, f"compression_model_checkpoint=//sig/{codec.name}"]
+    run_dora(["run", *args], dora_dir, tiny_corpus)
+    (lm,) = [xp for xp in xp_dirs(dora_dir) if (xp / ".argv.json").is_file()
+             and json.loads((xp / ".argv.json").read_text()) == args]
+    return lm
+
+
 # -- solvers built in this process ------------------------------------------------------------------------
 @pytest.fixture
 def compose(tmp_path, tiny_corpus, monkeypatch):

@@ -6,18 +6,15 @@ import math
 
 import pytest
 
-from .conftest import history, run_dora, xp_dirs
+from .conftest import history
 
 pytestmark = pytest.mark.slow
 
 
-def test_lm_trains_on_the_codes_of_a_codec_xp(tmp_path, tiny_corpus, lm_codec):
-    dora_dir, codec = lm_codec
+def test_lm_trains_on_the_codes_of_a_codec_xp(lm_codec, tiny_lm):
+    _, codec = lm_codec
     assert (codec / "checkpoint.th").exists() and "inde" in history(codec)[0]["train"]
-
-    run_dora(["run", "solver=musicgen/musicgen_mmd_tiny", f"compression_model_checkpoint=//sig/{codec.name}"],
-             dora_dir, tiny_corpus)
-    (lm,) = [xp for xp in xp_dirs(dora_dir) if xp != codec]
+    lm = tiny_lm
     log = (lm / "solver.log.0").read_text()
     assert f"Loading compression model from checkpoint: //sig/{codec.name}" in log
     (epoch,) = history(lm)

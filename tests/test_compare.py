@@ -149,8 +149,47 @@ def test_lm_xps_of_the_dora_dir_give_their_last_valid_ce_per_pattern(tmp_path, c
     assert table_line(out, "Reconstruction", "cod1")[-2:] == ["2.5000", "2.2500"]
     assert table_line(out, "Reconstruction", "cod2")[-2:] == ["-", "-"]
     rows = compare([str(codec)])["xps"]
-    assert rows[0]["lm"] == [{"sig": "lmd1", "modeling": "delay", "ce": 2.5, "epoch": 2},
-                             {"sig": "lmu1", "modeling": "unroll", "ce": 2.25, "epoch": 1}]
+    assert rows[0]["lm"] == [{"sig": "lmd1", "modeling": "delay", "ce": 2.5, "epoch": 2, "evaluation": None},
+                             {"sig": "lmu1", "modeling": "unroll", "ce": 2.25, "epoch": 1, "evaluation": None}]
+
+
+def hand_made_evaluation(dora_dir: Path, sig: str, codec: str, lm: str, evaluate: dict) -> Path:
+    """An LM's evaluation XP (grid mmd_musicgen_eval): the LM's overrides, continue_from its LM, execute_only."""
+    folder = hand_made_xp(dora_dir, sig, ["solver=musicgen/musicgen_mmd_tiny",
+                                          f"compression_model_checkpoint=//sig/{codec}", f"continue_from=//sig/{lm}",
+                                          "execute_only=evaluate"], [{"evaluate": evaluate}])
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text(
+        f"solver: musicgen\ncompression_model_checkpoint: //sig/{codec}\ncontinue_from: //sig/{lm}\n"
+        "execute_only: evaluate\ncodebooks_pattern:\n  modeling: delay\n")
+    return folder
+
+
+def test_lm_evaluations_give_the_papers_table_2_columns_per_pattern(tmp_path, capsys):
+    dora_dir = tmp_path / "dora"
+    codec = hand_made_xp(dora_dir, "cod1", [*TINY_ARGV, "losses.inde=0"], [{"evaluate": {"tc_all_bits": 0.1}}])
+    other = hand_made_xp(dora_dir, "cod2", [*TINY_ARGV, "losses.inde=1000"], [{"evaluate": {"tc_all_bits": 0.1}}])
+    hand_made_lm(dora_dir, "lmd1", "cod1", "delay", [2.5])
+    hand_made_lm(dora_dir, "lmu1", "cod1", "unroll", [2.25])
+    hand_made_lm(dora_dir, "lmd2", "cod2", "delay", [2.0])
+    table2 = {"fad": 0.59, "kld": 0.46, "kld_pq": 0.46, "kld_qp": 0.5, "text_consistency": 0.37, "duration": 9.0}
+    hand_made_evaluation(dora_dir, "ev01", "cod1", "lmd1", {**table2, "fad": 0.95})  # an older evaluation of lmd1
+    hand_made_evaluation(dora_dir, "ev02", "cod1", "lmd1", table2)
+    hand_made_evaluation(dora_dir, "ev03", "cod1", "lmu1", {"ce": 3.5, "ppl": 33.1, "chroma_cosine": 0.25})
+    rows = compare([str(codec), str(other)])["xps"]
+    first = {lm["sig"]: lm for lm in rows[0]["lm"]}
+    assert set(first) == {"lmd1", "lmu1"}  # evaluation XPs are not LMs of their own
+    assert first["lmd1"]["evaluation"] == {"sig": "ev02", "epoch": 1, "fad": 0.59, "kld": 0.46,
+                                          "text_consistency": 0.37}  # the last one, Table 2's keys
+    assert first["lmu1"]["evaluation"] == {"sig": "ev03", "epoch": 1, "chroma_cosine": 0.25, "ce": 3.5, "ppl": 33.1}
+    assert rows[1]["lm"] == [{"sig": "lmd2", "modeling": "delay", "ce": 2.0, "epoch": 1, "evaluation": None}]
+    assert cli.main(["compare", str(codec), str(other)]) == 0
+    out = capsys.readouterr().out
+    headers = out.split("LM evaluations", 1)[1].splitlines()[1].split()
+    assert headers == ["#", "sig", "FAD", "delay", "KL", "delay", "CLAP%", "delay", "chroma", "unroll", "eval", "ce",
+                       "unroll", "eval", "ppl", "unroll"]
+    assert table_line(out, "LM evaluations", "cod1")[2:] == ["0.590", "0.460", "37.0", "0.250", "3.5000", "33.10"]
+    assert table_line(out, "LM evaluations", "cod2")[2:] == ["-"] * 6
 
 
 def test_bad_inputs_exit_2_naming_the_input(tmp_path, capsys):
@@ -266,7 +305,8 @@ def test_lm_cross_entropy_and_cached_factorization_gap_sit_on_their_codec(weight
     rows = {r["sig"]: r for r in json.loads(weights_grid["json"].read_text())["xps"]}
     sig, lm = weights_grid["sig"], weights_grid["lm"]
     (epoch,) = history(lm)
-    assert rows[sig[0.0]]["lm"] == [{"sig": lm.name, "modeling": "delay", "ce": epoch["valid"]["ce"], "epoch": 1}]
+    assert rows[sig[0.0]]["lm"] == [{"sig": lm.name, "modeling": "delay", "ce": epoch["valid"]["ce"], "epoch": 1,
+                                     "evaluation": None}]
     assert all(r["lm"] == [] for s, r in rows.items() if s != sig[0.0])
     assert rows[sig[1000.0]]["factorization_gap"] == weights_grid["gap"]
     assert all(r["factorization_gap"] is None for s, r in rows.items() if s != sig[1000.0])

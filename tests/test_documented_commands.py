@@ -75,6 +75,10 @@ TABLE = {
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
         "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
         "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
+        "export MMD_FAD_BIN=/checkpoint/$USER/google-research": IN_PROCESS,
+        "export TF_PYTHON_EXE=/checkpoint/$USER/tf-env/bin/python": IN_PROCESS,
+        "export AUDIOCRAFT_REFERENCE_DIR=/checkpoint/$USER/reference": IN_PROCESS,
+        "dora -P mmd_audiocraft grid mmd_musicgen_eval": DRY,
         "sudo scripts/slurm_cluster.sh start": SLURM,
         "export SLURM_CONF=/tmp/mmd-slurm/etc/slurm.conf": SLURM,
         "export MMD_GRID_PROFILE=cpu AUDIOCRAFT_DORA_DIR=/tmp/mmd/dora": SLURM,
@@ -106,6 +110,10 @@ TABLE = {
         "dora -P mmd_audiocraft grid mmd_codec_weights -t 2": DRY,
         "dora -P mmd_audiocraft info -f SIG -m": IN_PROCESS,
         "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
+        "export MMD_FAD_BIN=/checkpoint/$USER/google-research": IN_PROCESS,
+        "export TF_PYTHON_EXE=/checkpoint/$USER/tf-env/bin/python": IN_PROCESS,
+        "export AUDIOCRAFT_REFERENCE_DIR=/checkpoint/$USER/reference": IN_PROCESS,
+        "dora -P mmd_audiocraft grid mmd_musicgen_eval": DRY,
         "dora -P mmd_audiocraft grid mmd_codec_decoding --dry_run --init": IN_PROCESS,
         "dora -P mmd_audiocraft run -f SIG": DRY,
         "dora -P mmd_audiocraft run -d -f SIG": DRY,
@@ -148,17 +156,23 @@ TABLE = {
 # (pattern, replacement) applied to each command's text, per document, before it runs. $WORK is the test's
 # folder; the SIGs come from the runs before (the driver sets $GRID_SIG after a grid, $CODEC32_SIG when it
 # prepares the 32 kHz codec the fine-tuning example starts from).
+# The evaluation metrics' downloads (docs/GRIDS.md): a fake installation the test lays out under $WORK/installed
+# (tests/test_lm_eval.py: fake_installation), with $PYTHON (the test's interpreter) as the TensorFlow interpreter.
+METRIC_DOWNLOADS = [(r"/checkpoint/\$USER/google-research", "$WORK/installed/google-research"),
+                    (r"/checkpoint/\$USER/tf-env/bin/python", "$PYTHON"),
+                    (r"/checkpoint/\$USER/reference", "$WORK/installed/reference")]
 SUBSTITUTIONS = {
     "README.md": [(r"<your dset>", "audio/mmd_music_32khz"), (r"/checkpoint/\$USER/mmd", "$WORK/readme/dora"),
                   (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"), (r"//sig/SIG\b", "//sig/$TINY_SIG")],
     "docs/INSTALL.md": [(r"<your dset>", "audio/mmd_music_32khz")],
     "docs/TRAINING.md": [],
-    "docs/GRIDS.md": [(r"/checkpoint/\$USER/mmd", "$WORK/grids/dora")],
+    "docs/GRIDS.md": [(r"/checkpoint/\$USER/mmd", "$WORK/grids/dora"), *METRIC_DOWNLOADS],
     "docs/MEASURING.md": [(r"\s*\\\n\s*", " "), (r"\s*\[[^\]]*\]", ""),
                           (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"),
                           (r"//sig/SIG\b", "//sig/$TINY_SIG")],
     "docs/MULTI_GPU.md": [],
     "examples/cluster_walkthrough.md": [(r"/checkpoint/\$USER/mmd", "$WORK/cluster/dora"), (r" -t 2\b", " --folder 2"),
+                                        *METRIC_DOWNLOADS,
                                         (r"/tmp/mmd/dora", "$WORK/chain/dora"),
                                         (r"//sig/SIG\b", "//sig/$LM_CODEC_SIG"), (r"-f SIG\b", "-f $GRID_SIG")],
     "examples/finetune_existing_codec.md": [(r"/checkpoint/\$USER/mmd|/checkpoint/me/mmd", "$WORK/finetune/dora"),
@@ -221,6 +235,9 @@ def test_dry_runs_and_in_process_commands(tmp_path, tiny_corpus, lm_codec):
     from .test_finetune import fake_hf_cache
 
     fake_hf_cache(tmp_path / "hf")  # the documented route to facebook/encodec_32khz without the hub
+    from .test_lm_eval import fake_installation
+
+    installed = fake_installation(tmp_path / "installed", hf_cache=tmp_path / "hf")  # the evaluations' downloads
 
     steps = []
     for doc in documentation.DOCS:
@@ -230,7 +247,8 @@ def test_dry_runs_and_in_process_commands(tmp_path, tiny_corpus, lm_codec):
                 steps.append({"key": f"{doc}: {command.key}", "words": documentation.words(substituted(command))})
     (tmp_path / "steps.json").write_text(json.dumps(steps))
     env = dora_env(tmp_path / "unused", corpus, WORK=str(tmp_path), LM_CODEC_SIG=codec.name,
-                   HF_HUB_CACHE=str(tmp_path / "hf"))
+                   HF_HUB_CACHE=str(tmp_path / "hf"), PYTHON=sys.executable, PYTHONPATH=str(installed["site"]),
+                   TORCH_HOME=str(installed["torch_home"]))
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "dry_run_driver.py"), str(tmp_path / "steps.json")],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     assert "@@RESULTS@@" in proc.stdout, proc.stderr[-6000:]

@@ -56,7 +56,7 @@ from mmd_audiocraft.grids import _chain, _paper
 from mmd_audiocraft.train import main
 
 def finish_baseline():  # pretend the baseline codec of the current profile finished
-    codec = _chain.codec_xp(_paper.codec_overrides("baseline"))
+    codec = _chain.xp_of(_paper.codec_overrides("baseline"))
     (codec.folder / "checkpoint.th").write_bytes(b"")
     (codec.folder / "history.json").write_text(json.dumps([{"train": {}}] * int(codec.cfg.optim.epochs)))
     return codec.sig
@@ -64,6 +64,29 @@ def finish_baseline():  # pretend the baseline codec of the current profile fini
 results["finished_codec"] = finish_baseline()
 results["rerun"] = grid("mmd_musicgen")  # a real (not dry) run: submissions are recorded, not sent
 results["rerun"]["submitted"], results["rerun"]["slurm"] = list(submitted), dict(slurm)
+
+# The LMs' evaluations (paper profile): refused without the metrics' downloads, before anything is submitted.
+try:
+    grid("mmd_musicgen_eval", "--dry_run")
+    results["eval_refusal"] = None
+except SystemExit as exc:
+    results["eval_refusal"] = str(exc)
+import mmd_audiocraft.integration.preflight as preflight
+events, stock_check, stock_submit = [], preflight.check_generation_metrics, dora.shep.Shepherd._submit
+preflight.check_generation_metrics = lambda cfg: events.append(["preflight", str(cfg.continue_from)])
+def submit_event(self, job_array):
+    events.append(["submit", [s.xp.sig for s in job_array.sheeps], job_array.slurm_config.gpus])
+dora.shep.Shepherd._submit = submit_event
+for lm in (_paper.lm_overrides("baseline", {}), _paper.lm_overrides("baseline", _paper.FLATTEN)):
+    xp = _chain.xp_of(lm)  # pretend the two LMs on the baseline codec finished
+    xp.folder.mkdir(parents=True, exist_ok=True)
+    (xp.folder / "checkpoint.th").write_bytes(b"")
+    (xp.folder / "history.json").write_text(json.dumps([{"train": {}}] * int(xp.cfg.optim.epochs)))
+results["evals"] = grid("mmd_musicgen_eval", "--init")
+results["eval_events"] = events
+results["eval_lms"] = {name: _chain.xp_of(_paper.lm_overrides(codec, lm)).sig
+                       for name, (codec, lm) in {**_paper.DECODING_LMS, **_paper.QUANTIZER_LMS}.items()}
+preflight.check_generation_metrics, dora.shep.Shepherd._submit = stock_check, stock_submit
 
 from audiocraft.environment import AudioCraftEnvironment
 results["audiocraft_partitions"] = AudioCraftEnvironment.get_slurm_partitions(["team", "global"])
@@ -99,9 +122,10 @@ print("@@RESULTS@@" + json.dumps(results))
 @pytest.fixture(scope="module")
 def grids(tmp_path_factory) -> dict:
     dora_dir = tmp_path_factory.mktemp("grids") / "dora"
+    empty = dora_dir.parent / "empty"  # no reference files, no Hugging Face cache; an interpreter without TensorFlow
+    env = dora_env(dora_dir, AUDIOCRAFT_REFERENCE_DIR=str(empty), HF_HUB_CACHE=str(empty), TF_PYTHON_EXE=sys.executable)
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps([list(CODEC_GRIDS), list(LM_GRIDS)])],
-                          env=dora_env(dora_dir), cwd=dora_dir.parent, capture_output=True, text=True,
-                          timeout=600)
+                          env=env, cwd=dora_dir.parent, capture_output=True, text=True, timeout=600)
     marker = "@@RESULTS@@"
     if proc.returncode != 0 or marker not in proc.stdout:
         raise AssertionError(f"grid driver failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
@@ -209,3 +233,41 @@ def test_paper_codec_config_composes_with_the_papers_settings(grids):
     assert paper["pvq_quantizer"] == "pvq" and paper["pvq_hop"] == 640
     assert paper["pvq"] == {"n_q": 4, "bins": 2048, "decay": 0.99, "kmeans_init": True, "kmeans_iters": 50,
                             "threshold_ema_dead_code": 2, "hierarchical_dropout": False}
+
+
+def test_evaluation_grid_refuses_without_the_metrics_downloads_naming_each(grids):
+    message = grids["eval_refusal"]  # offline, nothing installed: FAD, KL and CLAP all miss something
+    assert message.startswith("mmd_audiocraft: config error: the evaluate stage's metrics need 7 thing(s)")
+    for named in ("metrics.fad.tf.bin=None: Google Research's frechet_audio_distance code",
+                  "metrics.fad.tf.model_path=//reference/fad/vggish_model.ckpt: the VGGish checkpoint FAD embeds "
+                  f"audio with (looked for {grids['dora_dir'].parent}/empty/fad/vggish_model.ckpt)",
+                  f"TF_PYTHON_EXE={sys.executable}: the interpreter audiocraft runs FAD with: it cannot import "
+                  "tensorflow, tf_slim, apache_beam",
+                  "evaluate.metrics.kld=true: the package hear21passt",
+                  "evaluate.metrics.text_consistency=true: the package laion_clap",
+                  "metrics.text_consistency.clap.model_path=//reference/clap/music_audioset_epoch_15_esc_90.14.pt",
+                  "evaluate.metrics.text_consistency=true: roberta-base"):
+        assert named in message
+    assert "\n" not in message
+
+
+def test_each_lm_gets_one_evaluation_checked_before_anything_is_submitted(grids):
+    xps, lms = grids["evals"]["xps"], grids["eval_lms"]
+    lm_grids = set(sigs(grids, "mmd_musicgen")) | set(sigs(grids, "mmd_musicgen_quantizers"))
+    assert set(lms.values()) == lm_grids and len(lm_grids) == 6  # Table 2's delay LM is Table 5's RVQ LM
+    evaluated = {}
+    for xp in xps:
+        (spec,) = [a.split("=", 1)[1].strip('"') for a in xp["argv"] if a.startswith("continue_from=")]
+        evaluated[spec[len("//sig/"):]] = xp["sig"]
+        assert 'execute_only="evaluate"' in xp["argv"] and "solver/musicgen/evaluation=objective_eval" in xp["argv"]
+        assert "generate.lm.top_k=250" in xp["argv"] and "solver=musicgen/musicgen_base_32khz" in xp["argv"]
+    assert set(evaluated) == lm_grids and len(xps) == 6  # one evaluation per LM XP of the LM grids
+    events = grids["eval_events"]
+    kinds = [e[0] for e in events]
+    first_submit = kinds.index("submit")
+    assert kinds[:first_submit] == ["preflight"] * 6 and "preflight" not in kinds[first_submit:]
+    assert sorted(e[1] for e in events[:first_submit]) == sorted(f"//sig/{s}" for s in lm_grids)
+    finished = {lms["delay"], lms["flatten"]}  # the LMs made to look finished
+    (submit,) = events[first_submit:]
+    assert sorted(submit[1]) == sorted(evaluated[s] for s in finished) and submit[2] == 4  # audiocraft's eval GPUs
+    assert grids["evals"]["stdout"].count("waits for LM") == 4

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="compare codec XPs from what they logged (the paper's Figure 2 from your XPs)",
         description="One row per codec XP: the settings that differ, losses.inde, the last evaluate stage's "
                     "independence and reconstruction metrics, the MMD/reconstruction gradient ratio, the cached "
-                    "factorization gap and the valid cross-entropy of LM XPs trained on the codec. Nothing is "
+                    "factorization gap, the valid cross-entropy of LM XPs trained on the codec and what their "
+                    "evaluation XPs logged (FAD, KL, CLAP, chroma cosine: the paper's Table 2). Nothing is "
                     "recomputed.")
     c.add_argument("inputs", nargs="+", metavar="XP",
                    help="XP folder, //sig/SIG (Dora dir; AUDIOCRAFT_DORA_DIR honoured) or grid name of "

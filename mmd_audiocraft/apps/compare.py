@@ -4,9 +4,11 @@ Nothing is recomputed: every number comes from files the XPs wrote. Per codec XP
 the settings that differ between the compared XPs (from their Dora argv) and `losses.inde`; from `history.json`,
 the last epoch with an `evaluate` stage (the independence metrics of `solvers/evaluation.py`, audiocraft's
 reconstruction metrics) and the `valid` stage of that epoch; `inde_grad_ratio` of the last `train` stage; the
-factorization gap of a measure report cached in the XP folder (`factorization_gap.json`); and the last valid
+factorization gap of a measure report cached in the XP folder (`factorization_gap.json`); the last valid
 cross-entropy of every LM XP of the same Dora dir whose `compression_model_checkpoint` is `//sig/<codec sig>`,
-per `codebooks_pattern.modeling`.
+per `codebooks_pattern.modeling`; and, for each such LM, what its evaluation XP (`continue_from=//sig/<LM sig>
+execute_only=evaluate`, grid mmd_musicgen_eval) logged: the paper's Table 2 columns FAD (VGGish), KL (PaSST) and
+CLAP score, and chroma cosine, where logged.
 
 Inputs: XP folders, `//sig/SIG` (the Dora dir of the plugin's main; AUDIOCRAFT_DORA_DIR honoured) and grid names
 of `grids/` (the XPs its explorer lists, as `dora grid NAME --dry_run` would, with nothing
@@ -21,7 +23,10 @@ The result is a JSON-ready dict (schema COMPARE_SCHEMA):
                       (1-based, of the evaluate stage; null when none), evaluate and valid (that epoch's
                       stages as logged), train ({inde_grad_ratio} of the last train stage, if logged), at_null
                       (corrected information keys <= 0), factorization_gap (the cached report or null), lm
-                      ([{sig, modeling, ce, epoch}]: LM XPs on this codec)
+                      ([{sig, modeling, ce, epoch, evaluation}]: LM XPs on this codec; evaluation: null, or
+                      {sig, epoch, and those of fad, kld, text_consistency, chroma_cosine, ce, ppl that its
+                      evaluate stage logged (audiocraft's names: fad = FAD VGGish, kld = KL PaSST,
+                      text_consistency = CLAP cosine)} of the LM's last evaluation XP, by folder name)
 Non-finite numbers are written as null (strict JSON).
 """
 from __future__ import annotations
@@ -46,6 +51,10 @@ WEIGHT_KEY = "losses.inde"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"  # Hydra's copy of the composed config, written when the XP runs
 # keys of valid stages that measure reconstruction (audiocraft's compression solver; others are usage/MMD)
 VALID_RECONSTRUCTION = ("l1", "mel", "msspec", "sisnr")
+# what an LM's evaluation XP logs (audiocraft's MusicGenSolver.evaluate): key, table header, format, table scale.
+# The paper's Table 2: FAD_vgg, KL, CLAP (%); chroma cosine and the evaluate split's ce where logged.
+EVALUATION_METRICS = (("fad", "FAD", ".3f", 1), ("kld", "KL", ".3f", 1), ("text_consistency", "CLAP%", ".1f", 100),
+                      ("chroma_cosine", "chroma", ".3f", 1), ("ce", "eval ce", ".4f", 1), ("ppl", "eval ppl", ".2f", 1))
 
 
 class CompareInputError(ValueError):
@@ -319,15 +328,31 @@ def _factorization_gap(folder: Path) -> dict | None:
     return gap
 
 
-def lm_index(dora_dir: Path, codec_sigs: Sequence[str]) -> dict[str, list[dict]]:
-    """codec sig -> [{sig, modeling, ce, epoch}] of the LM XPs of `dora_dir` that ran on `//sig/<codec sig>`,
-    for the codecs `codec_sigs`.
+def _evaluation(cfg, history: list[dict], sig: str) -> tuple[str, dict] | None:
+    """(LM sig, {sig, epoch, metrics}) when the XP is an LM's evaluation (`execute_only=evaluate`,
+    `continue_from=//sig/<LM sig>`) whose evaluate stage was logged; else None."""
+    source = str(_select(cfg, "continue_from") or "")
+    if _select(cfg, "execute_only") != "evaluate" or not source.startswith(SIG_PREFIX):
+        return None
+    last = _last_with(history, "evaluate")
+    if last is None:
+        return None
+    epoch, metrics = last
+    logged = {key: metrics[key] for key, *_ in EVALUATION_METRICS if key in metrics}
+    return source[len(SIG_PREFIX):].strip("/"), {"sig": sig, "epoch": epoch, **logged}
 
-    Cheap: only XPs with a history whose argv names one of these `//sig/` are read; their config is the one
-    Hydra saved (or Dora's composition when there is none). ce: the last valid `ce` (nats per code, audiocraft's
-    LM solver).
+
+def lm_index(dora_dir: Path, codec_sigs: Sequence[str]) -> dict[str, list[dict]]:
+    """codec sig -> [{sig, modeling, ce, epoch, evaluation}] of the LM XPs of `dora_dir` that ran on
+    `//sig/<codec sig>`, for the codecs `codec_sigs`.
+
+    Cheap: only XPs with a history whose argv names one of these `//sig/` are read (an LM's evaluation XP
+    carries its LM's overrides, so it names the codec too); their config is the one Hydra saved (or Dora's
+    composition when there is none). ce: the last valid `ce` (nats per code, audiocraft's LM solver).
+    evaluation: what the LM's last evaluation XP (by folder name) logged (`_evaluation`), or None.
     """
     index: dict[str, list[dict]] = {}
+    evaluations: dict[str, dict] = {}
     wanted = {SIG_PREFIX + sig for sig in codec_sigs}
     xps = dora_dir / "xps"
     for folder in sorted(xps.iterdir()) if xps.is_dir() else ():
@@ -344,7 +369,12 @@ def lm_index(dora_dir: Path, codec_sigs: Sequence[str]) -> dict[str, list[dict]]
         checkpoint = str(_select(cfg, "compression_model_checkpoint") or "")
         if _select(cfg, "solver") == "compression" or not checkpoint.startswith(SIG_PREFIX):
             continue
-        last = _last_with(_history(folder) or [], "valid", "ce")
+        history = _history(folder) or []
+        evaluation = _evaluation(cfg, history, folder.name)
+        if evaluation is not None:
+            evaluations[evaluation[0]] = evaluation[1]  # folders in sorted order: the last one wins
+            continue
+        last = _last_with(history, "valid", "ce")
         if last is None:
             continue
         epoch, valid = last
@@ -354,6 +384,9 @@ def lm_index(dora_dir: Path, codec_sigs: Sequence[str]) -> dict[str, list[dict]]
         index.setdefault(codec, []).append(
             {"sig": folder.name, "modeling": str(_select(cfg, "codebooks_pattern.modeling")),
              "ce": valid["ce"], "epoch": epoch})
+    for lms in index.values():
+        for lm in lms:
+            lm["evaluation"] = evaluations.get(lm["sig"])
     return index
 
 
@@ -474,6 +507,23 @@ def _lm_columns(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(lm["modeling"] for r in rows for lm in r["lm"]))
 
 
+def evaluation_columns(rows: list[dict]) -> list[tuple[str, str, str, str, float]]:
+    """(metric key, modeling, header, format, scale) of the evaluation metrics some LM of that pattern logged,
+    metric by metric (EVALUATION_METRICS' order), then pattern by pattern."""
+    columns = []
+    for key, header, spec, scale in EVALUATION_METRICS:
+        for modeling in _lm_columns(rows):
+            if any(lm["modeling"] == modeling and key in (lm.get("evaluation") or {}) for r in rows for lm in r["lm"]):
+                columns.append((key, modeling, f"{header} {modeling}", spec, scale))
+    return columns
+
+
+def _evaluation_cell(row: dict, key: str, modeling: str, spec: str, scale: float) -> str:
+    values = [lm["evaluation"][key] for lm in row["lm"]
+              if lm["modeling"] == modeling and key in (lm.get("evaluation") or {})]
+    return "/".join(cell(key, None if v is None else v * scale, spec) for v in values) or "-"
+
+
 def format_compare_table(result: dict) -> str:
     """The comparison as plain-text tables, one row per XP (numbered as in the JSON's `xps`)."""
     rows, settings = result["xps"], result["settings"]
@@ -504,6 +554,13 @@ def format_compare_table(result: dict) -> str:
     lines += ["", "Reconstruction (evaluate, valid of that epoch), MMD/reconstruction gradient ratio (last train), "
                   "factorization gap (cached measure report), LM valid cross-entropy (nats)"]
     lines += _table(headers, body, left=2)
+    evaluated = evaluation_columns(rows)
+    if evaluated:
+        body = [ids[i] + [_evaluation_cell(r, key, m, spec, scale) for key, m, _, spec, scale in evaluated]
+                for i, r in enumerate(rows)]
+        lines += ["", "LM evaluations (their evaluate stage: FAD VGGish, KL PaSST, CLAP score x 100 as in the paper's "
+                      "Table 2, chroma cosine, evaluate-split cross-entropy)"]
+        lines += _table(["#", "sig"] + [h for _, _, h, _, _ in evaluated], body, left=2)
     if any(r["at_null"] for r in rows):
         lines += ["", f"{AT_NULL}: a corrected information value at or below its shuffle-null: no dependence "
                       "measurable above the estimator's bias (the JSON keeps the logged number)"]

@@ -3,33 +3,40 @@
 audiocraft divides every batch size by the number of processes behind bare asserts (`train.get_solver`), an
 empty data shard crashes a stage's metric averaging, and a codec named by `continue_from` or
 `compression_model_checkpoint` fails inside audiocraft or torch (an assert, a strict `load_state_dict`, or the
-LM's `Scaled compression model not supported` at its first batch). Each case is checked here first and
-reported as one `ConfigError` naming the key, its value and what to write instead.
+LM's `Scaled compression model not supported` at its first batch), `execute_only` without a model to run fails on
+audiocraft's assert, and the evaluate stage's generation metrics (FAD, KL, CLAP) fail inside the job when a file
+or package they need is missing (`metric_requirements.py`). Each case is checked here first and reported as one
+`ConfigError` naming the key, its value and what to write instead.
 """
 from __future__ import annotations
 
 import difflib
 import math
+from pathlib import Path
 
 import omegaconf
 
 from .errors import ConfigError
-from .loaders import PRETRAINED_PREFIX, ModelLoadError, load_compression_model
+from .loaders import PRETRAINED_PREFIX, SIG_PREFIX, ModelLoadError, load_compression_model
+from .metric_requirements import missing_requirements
 
 SPLITS = ("train", "valid", "evaluate", "generate")
 # audiocraft's solvers that load a codec from `compression_model_checkpoint` (builders.get_solver's names)
 CODEC_USERS = ("musicgen", "lm", "audiogen", "sound_lm", "magnet", "audio_magnet", "diffusion")
+STAGES = ("generate", "evaluate", "valid")  # what `execute_only` can run (audiocraft's StandardSolver.run_one_stage)
 
 
 def check_before_build(cfg: omegaconf.DictConfig, world_size: int, resuming: bool = False) -> None:
     """Every check below that applies to `cfg`; raises ConfigError. `resuming`: the XP has its own checkpoint
     (audiocraft then ignores `continue_from`)."""
     check_batch_sizes(cfg, world_size)
+    check_execute_only(cfg, resuming)
     if cfg.get("solver") == "compression":
         check_losses(cfg)
     if cfg.get("solver") == "compression" and cfg.get("continue_from") and not resuming:
         check_continue_from(cfg)
     if cfg.get("solver") in CODEC_USERS:
+        check_generation_metrics(cfg)
         check_lm_codec(cfg)
 
 
@@ -217,3 +224,40 @@ def _override_value(value) -> str:
     if isinstance(value, list):
         return "[" + ",".join(str(v) for v in value) + "]"
     return str(value)
+
+
+# -- one stage of a trained model, and what its metrics need -----------------------------------------------------
+def check_execute_only(cfg: omegaconf.DictConfig, resuming: bool = False) -> None:
+    """`execute_only` runs one stage of a trained model (audiocraft's train.main): the stage must be one audiocraft
+    runs, the model must be named (`continue_from`, unless `execute_inplace`), and a `//sig/` XP must have its
+    checkpoint (audiocraft otherwise asserts, or raises `Could not resolve continue_from` after building)."""
+    stage = cfg.get("execute_only")
+    if not stage:
+        return
+    if stage not in STAGES:
+        raise ConfigError(f"execute_only={stage}: expected one of {', '.join(STAGES)}")
+    spec = cfg.get("continue_from")
+    if not spec and not cfg.get("execute_inplace"):
+        raise ConfigError(f"execute_only={stage} runs one stage of a trained model, and continue_from is not set: "
+                          f"give the model with continue_from=//sig/SIG (or a checkpoint path), or "
+                          "execute_inplace=true to run it on this XP's own checkpoint")
+    if not spec or resuming or not str(spec).startswith(SIG_PREFIX):
+        return
+    from audiocraft.utils import checkpoint
+
+    if checkpoint.resolve_checkpoint_path(str(spec), use_fsdp=False) is None:
+        from audiocraft import train
+
+        folder = Path(train.main.dora.dir) / "xps" / str(spec)[len(SIG_PREFIX):].strip("/")
+        raise ConfigError(f"continue_from={spec}: {folder} has no checkpoint.th: run that XP to its end first "
+                          f"(execute_only={stage} reads its best state)")
+
+
+def check_generation_metrics(cfg: omegaconf.DictConfig) -> None:
+    """Every file and package that the evaluate stage's generation metrics enabled in `cfg` (FAD, KL, CLAP, chroma
+    cosine: `evaluate.metrics.*`) need is here (integration/metric_requirements.py); otherwise one ConfigError
+    naming each missing item: its config key and value, where it was looked for, how to get it."""
+    missing = missing_requirements(cfg)
+    if missing:
+        raise ConfigError(f"the evaluate stage's metrics need {len(missing)} thing(s) that are not here: "
+                          + "; ".join(f"({i}) {item}" for i, item in enumerate(missing, 1)))

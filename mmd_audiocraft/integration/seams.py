@@ -13,7 +13,8 @@ solver selection   audiocraft.solvers.get_solver,                  `solver=compr
                                                                    audiocraft.train calls the package attribute
 preflight          audiocraft.train.get_solver                     integration/preflight.py checks the config first:
                                                                    audiocraft divides batch sizes and loads codecs
-                                                                   behind bare asserts
+                                                                   behind bare asserts, and its evaluation metrics
+                                                                   fail in the job on a missing download
 quantizers         audiocraft.models.builders.get_quantizer        `encodec.quantizer=pvq` builds the PVQ: a dict
   (pvq.py)                                                         literal, looked up as a module global
 checkpoints        audiocraft.utils.checkpoint.load_checkpoint     a trusting torch.load: torch >= 2.6 loads
