@@ -3,28 +3,32 @@
 Config: solver=compression/encodec_mmd_musicgen_32khz (audiocraft's encodec_large_nq4_s640: 56.9M parameters,
 32 kHz mono, 4 x 2048 codes of 128 dims at 50 Hz, MS-STFT adversary on; losses.inde=1000, macro_batch=32, every=32,
 all pairs), dset=audio/mmd_music_32khz on the committed real-music fixture (16 kHz files resampled by the loader),
-batches of B x 1 s from the solver's own train loader. Every case runs in a fresh subprocess, one after the
-other, in one run:
+batches of B x 1 s from the solver's own train loader, one torch thread by default (on a shared 2-core machine two
+threads made the step 5x slower, not faster). Every case runs in a fresh subprocess, one after the other, in one
+run:
 - stock:  losses.inde=0 (audiocraft's CompressionSolver step, bitwise);
 - live:   losses.inde=1000 inde.macro_batch=1 inde.every=1 (the MMD on the live batch, every step);
 - macro:  the paper's cycle, all pairs: 31 steps that only store their batch, then the MMD step, which re-encodes
           the 32 stored batches with gradient checkpointing and back-propagates eq. (7) over all their rows;
-- macro_blocks: the same cycle with inde.block_rows (block U-statistic); it times --blocks-storing-steps storing
-          steps and stands in the deque's other batches (their steps do the same work as macro's).
-Each case first runs --warmup untimed steps (k-means init of the codebooks, allocator; for the macro cases also
-their first MMD step, on one stored batch), then its peak memory is reset and its steps are timed. Reported:
-median seconds per step, the macro cycle amortised over its 32 steps (sum of the 31 storing steps and the MMD step,
-/ 32) as a ratio to the stock step's median, the MMD step's parts (re-encoding, MMD forward, backward), its rows n
-and dimension K x D, the estimator alone on those rows (all pairs and block_rows, forward + backward), peak memory
-(CPU: peak RSS, VmHWM; CUDA: torch.cuda.max_memory_allocated) as a ratio to the stock case's, and the memory
-that the projection to the paper's 8-GPU run needs (see `projection`). Targets (not a test): the macro cycle with
-all pairs <= 1.3x the stock step amortised, every case's peak memory <= 1.3x the stock step's.
+- macro_blocks: the same cycle with inde.block_rows (block U-statistic), timing --blocks-storing-steps of its
+          storing steps (the others do the same work as macro's: their batches are stored without a step).
+Each case first runs --warmup untimed steps (the codebooks' k-means init, ~30 s on CPU; for the macro cases also
+their first MMD step, on one stored batch), then its peak memory is reset and its steps are timed. Reported: the
+median seconds per step, wall and CPU (the process's, all threads: on a shared machine a case's process may get
+less of the cores than another's, which `process.cpu_share` shows, and CPU-time ratios move much less with that);
+the macro cycle amortised over its 32 steps (its timed storing steps, the untimed ones at
+their median, and the MMD step, / 32) as a ratio to the stock step's median; the MMD step's parts (re-encoding,
+MMD forward, backward through the recomputed encoder), its rows n and dimension K x D, and the loss alone on those
+rows (all pairs and block_rows, forward + backward); peak memory (CPU: peak RSS, VmHWM; CUDA:
+torch.cuda.max_memory_allocated) as a ratio to the stock case's; and the memory per item that the projection to
+the paper's 8-GPU run (8 x 1 s per GPU, printed as a table on stderr) is derived from. The `kernel_memory` case
+measures the estimator alone on random rows of the MMD step's size at two tile sizes (on CPU with a fixed malloc
+mmap threshold, so that RSS follows the live tensors) and fits bytes = a * rows + c * tile^2.
+Targets (a benchmark, not a test): the macro cycle with all pairs <= 1.3x the stock step amortised; every case's
+peak memory <= 1.3x the stock step's.
 
-The `kernel_memory` case measures the tiled estimator's memory alone on random rows of the macro step's size at
-two tile sizes, with a fixed malloc mmap threshold on CPU so that RSS follows the live tensors.
-
-    python benchmarks/bench_paper_scale.py [--batch 1] [--steps 4] [--warmup 1] [--storing-steps 31]
-        [--blocks-storing-steps 3] [--block-rows 4096] [--threads N] [--device cpu|cuda] [--cases ...]
+    python benchmarks/bench_paper_scale.py [--batch 2] [--steps 4] [--warmup 1] [--storing-steps N]
+        [--blocks-storing-steps 3] [--block-rows 4096] [--threads 1] [--device cpu|cuda] [--cases ...]
         [--json benchmarks/results/paper_scale_cpu.json]
 """
 from __future__ import annotations
@@ -33,6 +37,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -119,6 +124,14 @@ class _Memory:
         return peak_rss_bytes()
 
 
+def _step(solver, batch) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of one training step. On a shared machine the CPU
+    time moves much less than the wall time with what other processes take."""
+    cpu = time.process_time()
+    wall = timed_step(solver, batch)
+    return wall, time.process_time() - cpu
+
+
 def _case_argv(name: str, args) -> list[str]:
     argv = [*PAPER, f"device={args.device}", f"dataset.batch_size={args.batch}",
             f"dataset.train.num_samples={DISTINCT_BATCHES * args.batch}", *CASES[name]]
@@ -164,7 +177,7 @@ def _macro_cycle(solver, batches, storing_steps: int, memory: _Memory, block_row
     for i in range(skipped):  # stand-ins for storing steps not run: their batches, their step count
         state.stored.append(batches[i % len(batches)].detach().cpu())
     state.step += skipped
-    storing = [timed_step(solver, batches[(skipped + i) % len(batches)]) for i in range(storing_steps)]
+    storing = [_step(solver, batches[(skipped + i) % len(batches)]) for i in range(storing_steps)]
 
     seen: dict = {}
     independence = solver.independence
@@ -186,7 +199,7 @@ def _macro_cycle(solver, batches, storing_steps: int, memory: _Memory, block_row
 
     solver._reencode_stored = counted_reencode
     timer = Timer(solver, ["_independence_backward", "_reencode_stored", "independence"])
-    mmd_step = timed_step(solver, batches[(skipped + storing_steps) % len(batches)])
+    mmd_step, mmd_step_cpu = _step(solver, batches[(skipped + storing_steps) % len(batches)])
     parts = timer.total
     solver.independence, solver._reencode_stored = independence, reencode
     stored_items = sum(b.shape[0] for b in state.stored)  # what the MMD step re-encoded (its own batch included)
@@ -202,20 +215,23 @@ def _macro_cycle(solver, batches, storing_steps: int, memory: _Memory, block_row
     with SavedBytes(exclude=params) as encoder_saved:
         emb = model.encoder(model.preprocess(audio)[0])
     del emb
-    median_storing = statistics.median(storing) if storing else float("nan")
+    walls, cpus = zip(*storing)
     # one cycle = every - 1 storing steps and the MMD step; the storing steps not timed (warm-up, stand-ins) are
     # counted at the median of the timed ones
     stood_in = every - 1 - storing_steps
-    cycle = sum(storing) + stood_in * median_storing + mmd_step
+    cycle = sum(walls) + stood_in * statistics.median(walls) + mmd_step
+    cycle_cpu = sum(cpus) + stood_in * statistics.median(cpus) + mmd_step_cpu
     return {
         "storing_steps_timed": storing_steps, "storing_steps_at_median": stood_in,
-        "storing_step_s_median": median_storing, "storing_step_s": storing,
-        "mmd_step_s": mmd_step,
+        "storing_step_s_median": statistics.median(walls), "storing_step_s": list(walls),
+        "storing_step_cpu_s_median": statistics.median(cpus),
+        "mmd_step_s": mmd_step, "mmd_step_cpu_s": mmd_step_cpu,
         "mmd_step_parts_s": {"reencode_forward": parts["_reencode_stored"], "mmd_forward": parts["independence"],
                              "backward_incl_encoder_recompute": parts["_independence_backward"]
                              - parts["_reencode_stored"] - parts["independence"],
                              "rest_of_step": mmd_step - parts["_independence_backward"]},
         "cycle_steps": every, "cycle_s": cycle, "step_s_amortised": cycle / every,
+        "step_cpu_s_amortised": cycle_cpu / every,
         "mmd_rows": n, "mmd_dim": k * d, "codebooks": k, "frames_kept_per_item": n / stored_items,
         "estimator_alone_s": {"all_pairs": _estimator_alone(solver, z, None),
                               f"block_rows_{block_rows}": _estimator_alone(solver, z, block_rows)},
@@ -236,8 +252,10 @@ def run_case(name: str, args) -> dict:
     solver = build_solver(_case_argv(name, args))
     batches = [b.to(solver.device) for b in train_batches(solver, DISTINCT_BATCHES)]
     built_s = time.perf_counter() - begin
-    warmup = [timed_step(solver, batches[i % len(batches)]) for i in range(args.warmup)]
+    warmup = [_step(solver, batches[i % len(batches)])[0] for i in range(args.warmup)]
     base = memory.reset()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.perf_counter()
     out = {"case": name, "overrides": _case_argv(name, args), "build_s": built_s, "warmup_s": warmup,
            "threads": torch.get_num_threads(), "loadavg_before": os.getloadavg()}
     if name in MACRO_CASES:
@@ -245,11 +263,17 @@ def run_case(name: str, args) -> dict:
         if storing is None:  # every storing step left in the cycle
             storing = (args.macro - args.warmup % args.macro) % args.macro
         out.update(_macro_cycle(solver, batches, storing, memory, args.block_rows))
-        out["step_s"] = out["step_s_amortised"]
+        out["step_s"], out["step_cpu_s"] = out["step_s_amortised"], out["step_cpu_s_amortised"]
     else:
-        times = [timed_step(solver, batches[(args.warmup + i) % len(batches)]) for i in range(args.steps)]
-        out.update(step_s_all=times, step_s=statistics.median(times))
+        walls, cpus = zip(*[_step(solver, batches[(args.warmup + i) % len(batches)]) for i in range(args.steps)])
+        out.update(step_s_all=list(walls), step_s=statistics.median(walls), step_cpu_s=statistics.median(cpus))
     peak = memory.peak()
+    # what this process got of the machine while timed: CPU seconds (user, system) and page faults per wall second
+    # (a shared machine gives a process less than a core: cpu_share < threads)
+    now, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall
+    cpu = now.ru_utime - usage.ru_utime + now.ru_stime - usage.ru_stime
+    out["process"] = {"wall_s": wall, "cpu_share": cpu / wall, "system_cpu_s": now.ru_stime - usage.ru_stime,
+                      "minor_faults": now.ru_minflt - usage.ru_minflt}
     out.update(peak_memory_mb=peak / MB, peak_memory_over_start_mb=(peak - base) / MB,
                memory_kind="torch.cuda.max_memory_allocated" if memory.cuda else "peak RSS (VmHWM)",
                loadavg_after=os.getloadavg())
@@ -265,7 +289,7 @@ def kernel_memory(rows: int, args) -> dict:
 
     memory = _Memory(args.device)
     peaks = {}
-    for tile in KERNEL_TILES:
+    for tile in (KERNEL_TILES[0], *KERNEL_TILES):  # the first run only warms up (thread pools, first buffers)
         z = torch.randn(rows, 4, 128, generator=torch.Generator().manual_seed(0)).to(args.device)
         z.requires_grad_(True)
         start = memory.reset()
@@ -294,8 +318,7 @@ def _forwarded(args) -> list[str]:
            "--device", args.device, "--macro", str(args.macro)]
     if args.storing_steps is not None:
         out += ["--storing-steps", str(args.storing_steps)]
-    if args.threads:
-        out += ["--threads", str(args.threads)]
+    out += ["--threads", str(args.threads or 0)]
     return out + [f"--override={o}" for o in args.override]
 
 
@@ -310,24 +333,24 @@ def projection(macro: dict, kernel: dict) -> list[dict]:
         {"what": "rows per MMD step", "value": rows, "unit": "rows",
          "basis": f"{PAPER_RUN['macro_batch']} batches x {PAPER_RUN['batch_per_gpu']} items x "
                   f"{macro['frames_kept_per_item']:.0f} frames kept per item (delay pattern)"},
-        {"what": "rows tensor", "value": rows * macro["mmd_dim"] * 4 / MB, "unit": "MB",
+        {"what": "rows tensor", "value": rows * macro["mmd_dim"] * 4 / MB, "unit": "MiB",
          "basis": f"rows x {macro['mmd_dim']} dims (K x D) fp32"},
-        {"what": "stored batches", "value": per_item["stored_audio"] * items / MB, "unit": "MB",
+        {"what": "stored batches", "value": per_item["stored_audio"] * items / MB, "unit": "MiB",
          "basis": f"{items} items x {per_item['stored_audio'] / 1024:.0f} kB (measured, 1 s at 32 kHz fp32)"},
         {"what": "re-encoding: one batch's encoder activations (recomputed in backward, one batch at a time)",
-         "value": per_item["encoder_activations"] * PAPER_RUN["batch_per_gpu"] / MB, "unit": "MB",
+         "value": per_item["encoder_activations"] * PAPER_RUN["batch_per_gpu"] / MB, "unit": "MiB",
          "basis": f"{PAPER_RUN['batch_per_gpu']} items x {per_item['encoder_activations'] / MB:.1f} MB saved for "
                   "backward per item (measured)"},
         {"what": "re-encoding: graph kept over the 32 passes (quantizer, captured vectors)",
          "value": (per_item["reencoded_graph_outside_checkpoints"] + per_item["captured_vectors"]) * items / MB,
-         "unit": "MB", "basis": f"{items} items x "
+         "unit": "MiB", "basis": f"{items} items x "
          f"{(per_item['reencoded_graph_outside_checkpoints'] + per_item['captured_vectors']) / 1024:.0f} kB "
          "(measured)"},
-        {"what": f"tiled kernel (tile {tile}), forward + backward", "value": kernel_bytes / MB, "unit": "MB",
+        {"what": f"tiled kernel (tile {tile}), forward + backward", "value": kernel_bytes / MB, "unit": "MiB",
          "basis": f"{kernel['bytes_per_row'] / 1024:.1f} kB per row + {kernel['bytes_per_tile2']:.1f} B per "
                   "tile^2 element (measured at two tiles)"},
     ]
-    out.append({"what": "total extra for the MMD step", "value": sum(r["value"] for r in out[1:]), "unit": "MB",
+    out.append({"what": "total extra for the MMD step", "value": sum(r["value"] for r in out[1:]), "unit": "MiB",
                 "basis": "sum of the memory rows above"})
     return out
 
@@ -345,6 +368,8 @@ def summarise(cases: dict, block_rows: int) -> dict:
     stock = cases["stock"]
     out: dict = {"step_s_median": {name: c["step_s"] for name, c in cases.items()},
                  "step_vs_stock": {name: c["step_s"] / stock["step_s"] for name, c in cases.items()},
+                 "step_cpu_vs_stock": {name: c["step_cpu_s"] / stock["step_cpu_s"] for name, c in cases.items()},
+                 "cpu_share": {name: c["process"]["cpu_share"] for name, c in cases.items()},
                  "peak_memory_vs_stock": {name: c["peak_memory_mb"] / stock["peak_memory_mb"]
                                           for name, c in cases.items()}}
     if "macro" in cases:
@@ -385,7 +410,8 @@ def run_all(args, names: list[str]) -> dict:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=1, help="items of 1 s per step (default 1: ~15 min on 2 cores)")
+    ap.add_argument("--batch", type=int, default=2,
+                    help="items of 1 s per step (default 2: the whole run takes ~15 minutes on 2 shared cores)")
     ap.add_argument("--steps", type=int, default=4, help="timed steps of the stock and live cases")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (k-means init, allocator)")
     ap.add_argument("--macro", type=int, default=MACRO, help="inde.macro_batch = inde.every of the macro cases")
@@ -393,7 +419,7 @@ def parser() -> argparse.ArgumentParser:
                     help="storing steps timed in the macro case (default: all of the cycle's, 31 after 1 warm-up)")
     ap.add_argument("--blocks-storing-steps", type=int, default=3, help="storing steps timed in macro_blocks")
     ap.add_argument("--block-rows", type=int, default=4096, help="inde.block_rows of the macro_blocks case")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's choice)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",

@@ -9,9 +9,10 @@
 #               into $GPU_CHECK_SITE (default /tmp/gpu_check_site), put it on PYTHONPATH, and use DIR/audiocraft_config
 #               (audiocraft's config/ tree, which its wheel lacks) as AUDIOCRAFT_CONFIG_DIR and beside the
 #               installed audiocraft package, where audiocraft.train looks for it.
-# stubs         xformers and spacy are imported by audiocraft but never called on the codec path: an import stub
-#               (benchmarks/gpu_stubs) goes on the path for each one that cannot be found; --force-stubs puts them
-#               in front of installed ones too (the CPU test does, to show the codec path does not need them).
+# stubs         xformers, spacy and librosa are imported by audiocraft but never called on the codec path: an import
+#               stub (benchmarks/gpu_stubs) goes on the path for each one that fails to import (xformers and spacy
+#               do not travel; librosa does, the stub only guards against a broken import); --force-stubs puts all
+#               in front of installed ones (the CPU test does, to show the codec path does not need them).
 # PYTHON        the interpreter (default python3, the device's).
 set -euo pipefail
 
@@ -46,12 +47,8 @@ trap 'rm -rf "$stub_dir"' EXIT
 stubbed=()
 for stub in "$root"/benchmarks/gpu_stubs/*/; do
   name=$(basename "$stub")
-  found=$(PYTHONPATH="$(IFS=:; echo "${paths[*]}"):${PYTHONPATH:-}" "$py" -c "import importlib.util, sys
-try:
-    print(importlib.util.find_spec(sys.argv[1]) is not None)
-except ImportError:
-    print(False)" "$name")
-  if [ "$force_stubs" = 1 ] || [ "$found" = False ]; then
+  if [ "$force_stubs" = 1 ] || ! PYTHONPATH="$(IFS=:; echo "${paths[*]}")${PYTHONPATH:+:$PYTHONPATH}" \
+      "$py" -c "import $name" >/dev/null 2>&1; then
     cp -r "$stub" "$stub_dir/$name"
     stubbed+=("$name")
   fi
