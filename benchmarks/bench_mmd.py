@@ -141,7 +141,7 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
             reset = True
         except OSError:
             reset = False
-        base = _status_kb("VmRSS") * 1024.0
+        base = _status_kb("VmHWM") * 1024.0  # = the RSS at the reset; never above a later peak
     times = []
     for _ in range(repeats):
         x.grad = y.grad = None

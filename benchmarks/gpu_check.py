@@ -35,7 +35,7 @@ DIM = 512
 REL_TOLERANCE = 1e-6
 # The codec part per device: the paper's per-GPU batch on CUDA; on CPU the same config with a small model.
 CODEC = {
-    "cuda": dict(batch=8, steps=8, warmup=3, macro=32, threads=None, override=[]),
+    "cuda": dict(batch=8, steps=8, warmup=3, macro=32, threads=None, block_rows=4096, override=[]),
     "cpu": dict(batch=1, steps=2, warmup=1, macro=4, threads=1,
                 override=["seanet.n_filters=4", "msstftd.filters=4", "rvq.bins=64"]),
 }

@@ -37,10 +37,10 @@ def status_kb(field: str) -> float:
 
 def reset_peak_rss() -> float:
     """Reset this process's peak RSS (VmHWM) to its current RSS (/proc/self/clear_refs); returns that RSS in
-    bytes."""
+    bytes (read as the new peak: a later peak is never below it, while the RSS read a moment later can be)."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    return status_kb("VmRSS") * 1024
+    return status_kb("VmHWM") * 1024
 
 
 def peak_rss_bytes() -> float:
