@@ -160,9 +160,8 @@ def _estimator_alone(solver, z, block_rows: int | None) -> float:
 
 
 def _macro_cycle(solver, batches, storing_steps: int, memory: _Memory, block_rows: int | None) -> dict:
-    """Storing steps then the MMD step of one cycle (the deque topped up to the cycle's position first), timed."""
-    import torch
-
+    """Storing steps then the MMD step of one cycle (the deque topped up to the cycle's position first), timed;
+    then the MMD step's parts measured on their own (the loss alone on its rows, one encoder pass's activations)."""
     from mmd_audiocraft.core.patterns import group_rows
 
     state, every = solver.inde_state, int(solver.inde_cfg.every)
@@ -200,6 +199,7 @@ def _macro_cycle(solver, batches, storing_steps: int, memory: _Memory, block_row
     solver._reencode_stored = counted_reencode
     timer = Timer(solver, ["_independence_backward", "_reencode_stored", "independence"])
     mmd_step, mmd_step_cpu = _step(solver, batches[(skipped + storing_steps) % len(batches)])
+    peak = memory.peak()  # the cycle's: what follows measures parts on their own
     parts = timer.total
     solver.independence, solver._reencode_stored = independence, reencode
     stored_items = sum(b.shape[0] for b in state.stored)  # what the MMD step re-encoded (its own batch included)
@@ -239,7 +239,7 @@ def _macro_cycle(solver, batches, storing_steps: int, memory: _Memory, block_row
                                   "encoder_activations": encoder_saved.nbytes / audio.shape[0],
                                   "reencoded_graph_outside_checkpoints": seen["graph_bytes"] / stored_items,
                                   "captured_vectors": seen["captured_bytes"] / stored_items},
-        "stored_items": stored_items, "torch_device": str(torch.device(solver.device)),
+        "stored_items": stored_items, "peak_memory_bytes": peak,
     }
 
 
@@ -267,7 +267,7 @@ def run_case(name: str, args) -> dict:
     else:
         walls, cpus = zip(*[_step(solver, batches[(args.warmup + i) % len(batches)]) for i in range(args.steps)])
         out.update(step_s_all=list(walls), step_s=statistics.median(walls), step_cpu_s=statistics.median(cpus))
-    peak = memory.peak()
+    peak = out.pop("peak_memory_bytes", None) or memory.peak()
     # what this process got of the machine while timed: CPU seconds (user, system) and page faults per wall second
     # (a shared machine gives a process less than a core: cpu_share < threads)
     now, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall
