@@ -86,10 +86,15 @@ def autocast_part(device: str) -> dict:
 
     from mmd_audiocraft.core.loss import independence_loss
 
+    # per-codebook vectors z [B, K, T, D] as a codec gives them: 4 codebooks of 16 code vectors of 128 dims, whose
+    # codes are fully dependent along the delay pattern (codebook k at frame t repeats codebook 0 at t + k), so
+    # the loss is far from 0
     gen = torch.Generator().manual_seed(0)
-    z = torch.randn(8, 4, 50, 128, generator=gen)  # [B, K, T, D]: the codec's per-codebook vectors
-    z[:, 1] += 0.5 * z[:, 0]  # dependent codebooks, so the loss is well away from 0
-    z = z.to(device)
+    books = 0.1 * torch.randn(4, 16, 128, generator=gen)
+    codes = torch.randint(0, 16, (8, 4, 50), generator=gen)
+    for k in range(1, 4):
+        codes[:, k, :-k] = codes[:, 0, k:]
+    z = torch.stack([books[k][codes[:, k]] for k in range(4)], dim=1).to(device)
 
     def loss_and_grad(autocast: bool):
         leaf = z.clone().requires_grad_(True)

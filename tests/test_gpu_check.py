@@ -85,7 +85,7 @@ def test_the_cpu_mode_prints_one_json_with_every_part_without_xformers_spacy_or_
 
     autocast = result["autocast"]
     assert autocast["equal"] and autocast["rel_diff"] <= 1e-6 and autocast["grad_rel_diff"] <= 1e-6
-    assert autocast["dtype_under_autocast"] == "torch.float32" and autocast["loss_fp32"] != 0
+    assert autocast["dtype_under_autocast"] == "torch.float32" and autocast["loss_fp32"] > 0.01  # dependent codes
 
     sizes = result["mmd"]["sizes"]
     assert list(sizes) == ["256", "1024"] and result["mmd"]["dim"] == 512
