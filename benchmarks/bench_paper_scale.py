@@ -336,18 +336,18 @@ def projection(macro: dict, kernel: dict) -> list[dict]:
         {"what": "rows tensor", "value": rows * macro["mmd_dim"] * 4 / MB, "unit": "MiB",
          "basis": f"rows x {macro['mmd_dim']} dims (K x D) fp32"},
         {"what": "stored batches", "value": per_item["stored_audio"] * items / MB, "unit": "MiB",
-         "basis": f"{items} items x {per_item['stored_audio'] / 1024:.0f} kB (measured, 1 s at 32 kHz fp32)"},
+         "basis": f"{items} items x {per_item['stored_audio'] / 1024:.0f} KiB (measured, 1 s at 32 kHz fp32)"},
         {"what": "re-encoding: one batch's encoder activations (recomputed in backward, one batch at a time)",
          "value": per_item["encoder_activations"] * PAPER_RUN["batch_per_gpu"] / MB, "unit": "MiB",
-         "basis": f"{PAPER_RUN['batch_per_gpu']} items x {per_item['encoder_activations'] / MB:.1f} MB saved for "
+         "basis": f"{PAPER_RUN['batch_per_gpu']} items x {per_item['encoder_activations'] / MB:.1f} MiB saved for "
                   "backward per item (measured)"},
         {"what": "re-encoding: graph kept over the 32 passes (quantizer, captured vectors)",
          "value": (per_item["reencoded_graph_outside_checkpoints"] + per_item["captured_vectors"]) * items / MB,
          "unit": "MiB", "basis": f"{items} items x "
-         f"{(per_item['reencoded_graph_outside_checkpoints'] + per_item['captured_vectors']) / 1024:.0f} kB "
+         f"{(per_item['reencoded_graph_outside_checkpoints'] + per_item['captured_vectors']) / 1024:.0f} KiB "
          "(measured)"},
         {"what": f"tiled kernel (tile {tile}), forward + backward", "value": kernel_bytes / MB, "unit": "MiB",
-         "basis": f"{kernel['bytes_per_row'] / 1024:.1f} kB per row + {kernel['bytes_per_tile2']:.1f} B per "
+         "basis": f"{kernel['bytes_per_row'] / 1024:.1f} KiB per row + {kernel['bytes_per_tile2']:.1f} B per "
                   "tile^2 element (measured at two tiles)"},
     ]
     out.append({"what": "total extra for the MMD step", "value": sum(r["value"] for r in out[1:]), "unit": "MiB",
