@@ -4,6 +4,8 @@ Cases, each timed forward + backward on x, y ~ scale * N(0, 1) of shape [n, d], 
 - ours:  mmd_audiocraft.core.mmd.mmd2_unbiased (automatic dense/tiled choice);
 - naive: torch.cdist per bandwidth, every kernel matrix kept for autograd (how such code is often written);
 - floor: the three n x n x d Gram matmuls alone (x@x.T, y@y.T, x@y.T), forward + backward;
+- gemm:  the fp32 GEMM floor: one n x d x n product (TF32 off) timed and scaled to the FLOP count of the matrix
+         products our tiled path runs (`matmul_flops`), i.e. the time the estimator would take at GEMM speed;
 - blocks: mmd_audiocraft.core.mmd.mmd2_blocks with blocks of BLOCK_ROWS rows (`inde.block_rows`), where n allows 2+.
 Every case runs in a fresh subprocess; peak extra memory = peak RSS minus the RSS after imports and input
 allocation (CPU; the peak is reset through /proc/self/clear_refs), or torch.cuda.max_memory_allocated minus
@@ -65,16 +67,62 @@ def _floor(x, y):
     return (x @ x.T).sum() + (y @ y.T).sum() + (x @ y.T).sum()
 
 
+def matmul_flops(n: int, m: int, dim: int, tile: int, grad: bool = True) -> float:
+    """FLOPs of the matrix products that `mmd2_unbiased`'s tiled path runs for a distance kernel on x [n, dim],
+    y [m, dim] (core/mmd.py: blocks on or above the diagonal within each sample, every block across them; per
+    block of r x s rows the squared distances, one product of width dim + 2, and with gradients the two products
+    that form them, of width dim). Elementwise work (the kernel's exponentials) is not counted."""
+    def blocks(a: int, b: int, within: bool):
+        for i0 in range(0, a, tile):
+            for j0 in range(i0 if within else 0, b, tile):
+                yield min(tile, a - i0), min(tile, b - j0)
+
+    per_pair = 2 * ((dim + 2) + (2 * dim if grad else 0))
+    pairs = sum(r * c for r, c in [*blocks(n, n, True), *blocks(m, m, True), *blocks(n, m, False)])
+    return float(per_pair * pairs)
+
+
+def gemm_floor(n: int, dim: int, device: str, tile: int, repeats: int) -> dict:
+    """The fp32 GEMM floor of the estimator at n rows: the best time of one [n, dim] x [dim, n] product (TF32 off,
+    as the estimator runs), scaled to the FLOP count of the estimator's own products (`matmul_flops`)."""
+    import torch
+
+    from mmd_audiocraft.core.mmd import full_fp32_precision
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, dim, generator=gen).to(device)
+    y = torch.randn(n, dim, generator=gen).to(device)
+    cuda = device.startswith("cuda")
+    times = []
+    with full_fp32_precision(torch.device(device).type):
+        for _ in range(repeats + 1):  # the first one warms the library up
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            out = x @ y.T
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+            del out
+    gemm_flops = 2.0 * n * n * dim
+    flops = matmul_flops(n, n, dim, tile)
+    best = min(times[1:])
+    return {"seconds": best * flops / gemm_flops, "gemm_seconds": best, "gemm_tflops": gemm_flops / best / 1e12,
+            "estimator_matmul_tflop": flops / 1e12}
+
+
 def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: float, threads: int | None,
              tile: int | None) -> dict:
     """One case in this (fresh) process: returns seconds (best of repeats) and peak extra memory in MB."""
     import torch
 
     from mmd_audiocraft.core.kernels import Kernel
-    from mmd_audiocraft.core.mmd import mmd2_blocks, mmd2_unbiased
+    from mmd_audiocraft.core.mmd import DEFAULT_TILE, mmd2_blocks, mmd2_unbiased
 
     if threads:
         torch.set_num_threads(threads)
+    if case == "gemm":
+        return gemm_floor(n, dim, device, tile or DEFAULT_TILE[torch.device(device).type], repeats)
     kernel = Kernel(bandwidths=SIGMAS)
     fn = {"ours": lambda a, b: mmd2_unbiased(a, b, kernel, tile=tile), "naive": _naive,
           "floor": _floor,
@@ -95,7 +143,7 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
             reset = True
         except OSError:
             reset = False
-        base = _status_kb("VmRSS") * 1024.0
+        base = _status_kb("VmHWM") * 1024.0  # = the RSS at the reset; never above a later peak
     times = []
     for _ in range(repeats):
         x.grad = y.grad = None
@@ -106,7 +154,7 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() if cuda else _status_kb("VmHWM") * 1024.0
-    out = {"seconds": min(times), "peak_extra_mb": (peak - base) / MB, "value": float(value)}
+    out = {"seconds": min(times), "peak_extra_mb": (peak - base) / MB, "value": float(value.detach())}
     if not cuda and not reset:
         out["note"] = "peak RSS could not be reset: includes import-time peaks"
     return out
@@ -153,6 +201,7 @@ def main() -> None:
     for n in sizes + ([BIG_N] if args.big else []):
         row = {}
         row["ours"] = spawn("ours", n, args)
+        row["gemm"] = spawn("gemm", n, args)
         if n >= 2 * BLOCK_ROWS:
             row["blocks"] = spawn("blocks", n, args)
         if n != BIG_N or n in sizes:
@@ -176,6 +225,8 @@ def main() -> None:
             ratios["speedup_vs_naive"] = naive["seconds"] / ours["seconds"]
         if "seconds" in ours and "seconds" in floor:
             ratios["time_vs_floor"] = ours["seconds"] / floor["seconds"]
+        if "seconds" in ours and "seconds" in row.get("gemm", {}):
+            ratios["time_vs_gemm_floor"] = ours["seconds"] / row["gemm"]["seconds"]
         if "seconds" in ours and "seconds" in row.get("blocks", {}):
             ratios[f"all_pairs_vs_blocks_of_{BLOCK_ROWS}"] = ours["seconds"] / row["blocks"]["seconds"]
         if "peak_extra_mb" in ours:

@@ -83,7 +83,8 @@ def codec_child(args) -> dict:
     import torch
     from mmd_audiocraft.grids._profile import current
 
-    from mmd_audiocraft.integration.preflight import ConfigError, check_lm_codec
+    from mmd_audiocraft.integration.errors import ConfigError
+    from mmd_audiocraft.integration.preflight import check_lm_codec
     from mmd_audiocraft.integration.seams import install_all
     from mmd_audiocraft.train import audiocraft_train, main
 
@@ -236,7 +237,7 @@ def main() -> int:
         result["checks"]["codec_codes_vary"] = len(distinct) == 4 and all(n > 1 for n in distinct)
         result["checks"]["preflight_refuses_card_mismatch"] = bool(
             codec["preflight_refuses_card_1024"]
-            and codec["preflight_refuses_card_1024"].startswith("transformer_lm.card=1024 but the codec"))
+            and "does not fit: set transformer_lm.card=2048 (" in codec["preflight_refuses_card_1024"])
         text = json.dumps(result, indent=2)
         print(text)
         if args.json:

@@ -24,85 +24,39 @@ and with a fixed mmap threshold (see MALLOC_SETTINGS).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.conftest import fixture_corpus, seeded_solver, train_batches  # noqa: E402  (the tests' fixture data)
+from solver_harness import (  # this folder is on sys.path when a script of it runs
+    MB,
+    Timer,
+    build_solver,
+    fixture_env,
+    peak_rss_bytes,
+    reset_peak_rss,
+    train_batches,
+)
+from solver_harness import timed_step as _step
 
 MACRO = 32
 MACRO_ARGS = ["losses.inde=1000", f"inde.macro_batch={MACRO}", f"inde.every={MACRO}"]
 CASES = {"base": ["losses.inde=0"], "live": ["losses.inde=1000"], "macro": MACRO_ARGS, "macro_all_pairs": MACRO_ARGS}
 MACRO_CASES = ("macro", "macro_all_pairs")
 TARGETS = {"live": 1.15, "macro": 1.5}
-MB = 1024.0**2
 # glibc's malloc keeps freed heap memory (its mmap threshold rises to up to 32 MB after the first large frees),
 # so a peak RSS also counts what it retained; with a fixed 128 kB threshold large tensors are mapped and
 # unmapped as they are allocated and freed, and the peak RSS follows the live tensors.
 MALLOC_SETTINGS = {"glibc_default": {}, "mmap_threshold_128k": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
 
 
-def _status_kb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return float(line.split()[1])
-    raise RuntimeError(field)
-
-
-def _build(overrides: list[str], batch: int, stock: bool = False):
-    import omegaconf
-
-    from mmd_audiocraft.train import audiocraft_train, main  # ours first: it sets up what audiocraft's reads
-
-    def stock_solver(cfg):  # audiocraft's own CompressionSolver, without our `losses.inde` key
-        from audiocraft.solvers.compression import CompressionSolver
-
-        with omegaconf.open_dict(cfg):
-            del cfg.losses["inde"]
-        audiocraft_train.resolve_config_dset_paths(cfg)
-        return CompressionSolver(cfg)
-
+def build(overrides: list[str], batch: int, stock: bool = False):
+    """The tiny codec's solver at this batch size, with these overrides."""
     argv = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", f"dataset.batch_size={batch}",
             f"dataset.train.num_samples={8 * batch}", *overrides]
-    solver = seeded_solver(main.get_xp(argv), stock_solver if stock else None)
-    solver._current_stage = "train"  # what flashy's run_stage sets; no logging of stage summaries
-    solver.model.train(True)
-    return solver
-
-
-class _Timer:
-    """Wall time spent inside some solver methods (the parts of the macro MMD step)."""
-
-    def __init__(self, solver, names: list[str]):
-        self.total = dict.fromkeys(names, 0.0)
-        for name in names:
-            original = getattr(solver, name)
-
-            def timed(*args, _original=original, _name=name, **kwargs):
-                begin = time.perf_counter()
-                try:
-                    return _original(*args, **kwargs)
-                finally:
-                    self.total[_name] += time.perf_counter() - begin
-
-            setattr(solver, name, timed)
-            if name == "_independence_backward" and hasattr(solver.balancer, name):
-                setattr(solver.balancer, name, timed)  # the Balancer wrapper holds the bound method
-
-
-def _step(solver, batch) -> float:
-    begin = time.perf_counter()
-    solver.run_step(0, batch, {})
-    return time.perf_counter() - begin
+    return build_solver(argv, stock=stock)
 
 
 def _case_overrides(name: str, macro_overrides: list[str]) -> list[str]:
@@ -111,7 +65,7 @@ def _case_overrides(name: str, macro_overrides: list[str]) -> list[str]:
     return CASES[name] + extra + (["inde.block_rows=null"] if name == "macro_all_pairs" else [])
 
 
-def _breakdown(timer: _Timer, cycles: int) -> dict:
+def _breakdown(timer: Timer, cycles: int) -> dict:
     parts = {k: v / cycles for k, v in timer.total.items()}
     inde_step = parts.pop("_independence_backward")
     return {"reencode_32_batches_s": parts["_reencode_stored"], "mmd_forward_s": parts["independence"],
@@ -121,12 +75,12 @@ def _breakdown(timer: _Timer, cycles: int) -> dict:
 
 def time_cases(batch: int, steps: int, cycles: int, macro_overrides: list[str]) -> dict:
     """Per-step times of every case, interleaved in this process."""
-    solvers = {name: _build(_case_overrides(name, macro_overrides), batch) for name in CASES}
-    solvers["stock"] = _build([], batch, stock=True)
+    solvers = {name: build(_case_overrides(name, macro_overrides), batch) for name in CASES}
+    solvers["stock"] = build([], batch, stock=True)
     batches = train_batches(solvers["base"], 8)
     parts_of = ["_independence_backward", "_reencode_stored", "independence"]
-    timers = {name: _Timer(solvers[name], parts_of) for name in MACRO_CASES}
-    live_timer = _Timer(solvers["live"], parts_of[::2])
+    timers = {name: Timer(solvers[name], parts_of) for name in MACRO_CASES}
+    live_timer = Timer(solvers["live"], parts_of[::2])
     times: dict[str, list[float]] = {name: [] for name in ("base", "live", "stock")}
     # warm-up: k-means init, allocator, and a full deque for the macro cases (their first MMD step has 1 batch)
     for i in range(MACRO):
@@ -135,7 +89,7 @@ def time_cases(batch: int, steps: int, cycles: int, macro_overrides: list[str]) 
         for name in MACRO_CASES:
             _step(solvers[name], batches[i % len(batches)])
     for timer in (*timers.values(), live_timer):
-        timer.total = dict.fromkeys(timer.total, 0.0)
+        timer.reset()
     cycle_sums = {name: 0.0 for name in ("base", *MACRO_CASES)}
     for cycle in range(cycles):
         for i in range(MACRO):  # exactly one MMD step (32 stored batches) per cycle
@@ -163,7 +117,7 @@ def time_cases(batch: int, steps: int, cycles: int, macro_overrides: list[str]) 
         "base_cycle_s": cycle_sums["base"] / cycles,
     }
     for name in MACRO_CASES:
-        c = solvers[name].inde_cfg
+        c = solvers[name].options.loss
         result[name] = {
             "overrides": _case_overrides(name, macro_overrides),
             "rows_per_mmd_step": "all" if c.max_rows is None else int(c.max_rows),
@@ -177,16 +131,14 @@ def time_cases(batch: int, steps: int, cycles: int, macro_overrides: list[str]) 
 
 def memory_case(name: str, batch: int, steps: int, macro_overrides: list[str]) -> dict:
     """Run in a fresh process: peak RSS increase over the timed steps of one case."""
-    solver = _build(_case_overrides(name, macro_overrides), batch)
+    solver = build(_case_overrides(name, macro_overrides), batch)
     batches = train_batches(solver, 8)
     _step(solver, batches[0])  # k-means init, allocator warm-up
     n = MACRO + 1 if name in MACRO_CASES else steps  # a macro case must reach its MMD step on 32 batches
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak (VmHWM) to the current RSS
-    before = _status_kb("VmRSS") * 1024
+    before = reset_peak_rss()
     for i in range(n):
         _step(solver, batches[i % len(batches)])
-    peak = _status_kb("VmHWM") * 1024
+    peak = peak_rss_bytes()
     return {"peak_rss_mb": peak / MB, "peak_rss_delta_mb": (peak - before) / MB, "rss_after_build_mb": before / MB}
 
 
@@ -206,11 +158,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    with contextlib.ExitStack() as stack:
-        if "MMD_AUDIOCRAFT_CORPUS" not in os.environ:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_solver_")))
-            os.environ["MMD_AUDIOCRAFT_CORPUS"] = str(fixture_corpus(tmp / "corpus"))
-            os.environ["AUDIOCRAFT_DORA_DIR"] = str(tmp / "dora")
+    with fixture_env():
         if args.memory_case:
             print(json.dumps(memory_case(args.memory_case, args.batch, args.steps, args.macro_override)))
             return

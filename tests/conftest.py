@@ -34,14 +34,16 @@ def one_thread():
 
 
 def fixture_corpus(root: Path) -> Path:
-    """A corpus root in the layout of config/dset/audio/mmd_music_16khz.yaml whose every split is the committed
-    real-music fixture (also used by benchmarks/bench_solver_step.py)."""
+    """A corpus root in the layout of config/dset/audio/mmd_music_16khz.yaml and mmd_music_32khz.yaml whose every
+    split is the committed real-music fixture (16 kHz files: the 32 kHz loader resamples them; also used by the
+    benchmarks)."""
     manifest = root / "all.jsonl"
     subprocess.run([sys.executable, "-m", "audiocraft.data.audio_dataset", str(MUSIC_FIXTURE), str(manifest),
                     "--resolve"], check=True, capture_output=True)
-    for split in SPLITS:
-        (root / "music_16khz" / split).mkdir(parents=True)
-        shutil.copy(manifest, root / "music_16khz" / split / "data.jsonl")
+    for folder in ("music_16khz", "music_32khz"):
+        for split in SPLITS:
+            (root / folder / split).mkdir(parents=True)
+            shutil.copy(manifest, root / folder / split / "data.jsonl")
     return root
 
 
