@@ -24,22 +24,15 @@ import subprocess
 import sys
 import time
 
+from process_memory import MB, status_kb  # this folder is on sys.path when a script of it runs
+
 SIGMAS = (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)
-MB = 1024.0**2
 # Bytes per n^2 element the naive case keeps alive (per bandwidth and pair: the cdist output, saved for
 # backward, and the exp output; 3 pairs x 6 bandwidths x 2 fp32 matrices, plus transients).
 NAIVE_BYTES_PER_N2 = 4 * (3 * len(SIGMAS) * 2 + 4)
 BIG_N = 32768
 BLOCK_ROWS = 4096
 BIG_LIMIT_MB = 2048.0
-
-
-def _status_kb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return float(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _available_mb() -> float:
@@ -143,7 +136,7 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
             reset = True
         except OSError:
             reset = False
-        base = _status_kb("VmHWM") * 1024.0  # = the RSS at the reset; never above a later peak
+        base = status_kb("VmHWM") * 1024.0  # = the RSS at the reset; never above a later peak
     times = []
     for _ in range(repeats):
         x.grad = y.grad = None
@@ -153,7 +146,7 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if cuda else _status_kb("VmHWM") * 1024.0
+    peak = torch.cuda.max_memory_allocated() if cuda else status_kb("VmHWM") * 1024.0
     out = {"seconds": min(times), "peak_extra_mb": (peak - base) / MB, "value": float(value.detach())}
     if not cuda and not reset:
         out["note"] = "peak RSS could not be reset: includes import-time peaks"

@@ -43,13 +43,11 @@ import subprocess
 import sys
 import time
 
+from process_memory import MB, peak_rss_bytes, reset_peak_rss
 from solver_harness import (  # this folder is on sys.path when a script of it runs
-    MB,
     Timer,
     build_solver,
     fixture_env,
-    peak_rss_bytes,
-    reset_peak_rss,
     timed_step,
     train_batches,
 )

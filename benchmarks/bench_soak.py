@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 from bench_solver_step import build as _build  # same composition and corpus
+from process_memory import status_kb as _status_kb
 from solver_harness import fixture_corpus
-from solver_harness import status_kb as _status_kb
 
 CASES = {"base": ["losses.inde=0"], "live": ["losses.inde=1000"],
          "macro": ["losses.inde=1000", "inde.macro_batch=8", "inde.every=8"]}

@@ -30,13 +30,11 @@ import statistics
 import subprocess
 import sys
 
+from process_memory import MB, peak_rss_bytes, reset_peak_rss
 from solver_harness import (  # this folder is on sys.path when a script of it runs
-    MB,
     Timer,
     build_solver,
     fixture_env,
-    peak_rss_bytes,
-    reset_peak_rss,
     train_batches,
 )
 from solver_harness import timed_step as _step

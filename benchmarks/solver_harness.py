@@ -20,33 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from tests.conftest import fixture_corpus, seeded_solver, train_batches  # noqa: E402  (the tests' fixture data)
 
-__all__ = ["MB", "ROOT", "Timer", "build_solver", "fixture_corpus", "fixture_env", "peak_rss_bytes",
-           "reset_peak_rss", "status_kb", "timed_step", "train_batches"]
-
-MB = 1024.0**2
-
-
-def status_kb(field: str) -> float:
-    """A field of /proc/self/status in kB (VmRSS, VmHWM, ...); RuntimeError if the kernel does not report it."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return float(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def reset_peak_rss() -> float:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (/proc/self/clear_refs); returns that RSS in
-    bytes (read as the new peak: a later peak is never below it, while the RSS read a moment later can be)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return status_kb("VmHWM") * 1024
-
-
-def peak_rss_bytes() -> float:
-    """This process's peak RSS (VmHWM) in bytes since the last :func:`reset_peak_rss`."""
-    return status_kb("VmHWM") * 1024
-
+__all__ = ["ROOT", "Timer", "build_solver", "fixture_corpus", "fixture_env", "timed_step", "train_batches"]
 
 @contextlib.contextmanager
 def fixture_env() -> Iterator[Path]:

@@ -157,6 +157,18 @@ def run_dora(args: list[str], dora_dir: Path, corpus: Path | None = None, *, pac
     return proc
 
 
+RESULTS = "@@RESULTS@@"  # what a driver subprocess prints before its JSON results
+
+
+def run_driver(args: list[str], env: dict, cwd: Path, timeout: float = 600) -> dict:
+    """Run `python ARGS` (a driver script or `-c CODE`, which prints RESULTS + JSON last) and return its JSON; an
+    AssertionError with the output's tail when it fails or prints no results."""
+    proc = subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or RESULTS not in proc.stdout:
+        raise AssertionError(f"driver failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return json.loads(proc.stdout.split(RESULTS)[-1])
+
+
 @dataclasses.dataclass
 class DoraRun:
     """A `dora` process started in the background, with its own log file."""

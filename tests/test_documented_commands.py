@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from . import documentation
-from .conftest import ROOT, dora_env
+from .conftest import ROOT, dora_env, run_driver
 
 RUN, IN_PROCESS, DRY = "run", "in-process", "dry-run"
 CI = "CI: .ci/run runs it"
@@ -249,10 +249,8 @@ def test_dry_runs_and_in_process_commands(tmp_path, tiny_corpus, lm_codec):
     env = dora_env(tmp_path / "unused", corpus, WORK=str(tmp_path), LM_CODEC_SIG=codec.name,
                    HF_HUB_CACHE=str(tmp_path / "hf"), PYTHON=sys.executable, PYTHONPATH=str(installed["site"]),
                    TORCH_HOME=str(installed["torch_home"]))
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "dry_run_driver.py"), str(tmp_path / "steps.json")],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
-    assert "@@RESULTS@@" in proc.stdout, proc.stderr[-6000:]
-    results = json.loads(proc.stdout.split("@@RESULTS@@")[-1])
+    results = run_driver([str(ROOT / "tests" / "dry_run_driver.py"), str(tmp_path / "steps.json")], env, tmp_path,
+                         timeout=1200)
     assert [r["key"] for r in results] == [s["key"] for s in steps]
     failed = [f"{r['key']}\n{r['detail']}" for r in results if not r["ok"]]
     assert not failed, "\n\n".join(failed)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 
 import pytest
 
-from .conftest import dora_env
+from .conftest import dora_env, run_driver
 
 pytestmark = pytest.mark.slow
 
@@ -124,12 +123,7 @@ def grids(tmp_path_factory) -> dict:
     dora_dir = tmp_path_factory.mktemp("grids") / "dora"
     empty = dora_dir.parent / "empty"  # no reference files, no Hugging Face cache; an interpreter without TensorFlow
     env = dora_env(dora_dir, AUDIOCRAFT_REFERENCE_DIR=str(empty), HF_HUB_CACHE=str(empty), TF_PYTHON_EXE=sys.executable)
-    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps([list(CODEC_GRIDS), list(LM_GRIDS)])],
-                          env=env, cwd=dora_dir.parent, capture_output=True, text=True, timeout=600)
-    marker = "@@RESULTS@@"
-    if proc.returncode != 0 or marker not in proc.stdout:
-        raise AssertionError(f"grid driver failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    results = json.loads(proc.stdout.split(marker, 1)[1])
+    results = run_driver(["-c", DRIVER, json.dumps([list(CODEC_GRIDS), list(LM_GRIDS)])], env, dora_dir.parent)
     results["dora_dir"] = dora_dir
     return results
 

@@ -17,7 +17,6 @@ import importlib
 import json
 import math
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from mmd_audiocraft.integration.metric_requirements import (
 )
 from mmd_audiocraft.integration.preflight import check_execute_only, check_generation_metrics
 
-from .conftest import dora_env
+from .conftest import dora_env, run_driver
 
 LM = ["solver=musicgen/musicgen_mmd_tiny"]
 CLAP_FILE = "music_audioset_epoch_15_esc_90.14.pt"  # audiocraft's metrics.text_consistency.clap.model_path
@@ -250,12 +249,7 @@ print("@@RESULTS@@" + json.dumps(results))
 def cpu_evaluation(tmp_path_factory, tiny_corpus, lm_codec, tiny_lm) -> dict:
     work = tmp_path_factory.mktemp("lm_eval")
     env = dora_env(work / "dora", tiny_corpus, MMD_GRID_PROFILE="cpu")
-    proc = subprocess.run([sys.executable, "-c", DRIVER, str(lm_codec[1] / "checkpoint.th"), str(tiny_lm), str(work)],
-                          env=env, cwd=work, capture_output=True, text=True, timeout=600)
-    marker = "@@RESULTS@@"
-    if proc.returncode != 0 or marker not in proc.stdout:
-        raise AssertionError(f"driver failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    results = json.loads(proc.stdout.split(marker, 1)[1])
+    results = run_driver(["-c", DRIVER, str(lm_codec[1] / "checkpoint.th"), str(tiny_lm), str(work)], env, work)
     results["work"] = work
     return results
 
