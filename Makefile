@@ -39,6 +39,7 @@ bench: setup
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_solver_step.py
 	$(PY) benchmarks/bench_soak.py
+	$(PY) benchmarks/bench_paper_scale.py
 	$(PY) benchmarks/bench_musicgen_small_cpu.py
 
 clean:
