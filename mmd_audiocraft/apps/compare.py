@@ -2,7 +2,7 @@
 
 Nothing is recomputed: every number comes from files the XPs wrote. Per codec XP (a compression solver XP):
 the settings that differ between the compared XPs (from their Dora argv) and `losses.inde`; from `history.json`,
-the last epoch with an `evaluate` stage (the independence metrics of `solvers/evaluation.py`, audiocraft's
+the last epoch with an `evaluate` stage (the independence metrics of `integration/evaluation.py`, audiocraft's
 reconstruction metrics) and the `valid` stage of that epoch; `inde_grad_ratio` of the last `train` stage; the
 factorization gap of a measure report cached in the XP folder (`factorization_gap.json`); the last valid
 cross-entropy of every LM XP of the same Dora dir whose `compression_model_checkpoint` is `//sig/<codec sig>`,

@@ -133,7 +133,7 @@ def check_continue_from(cfg: omegaconf.DictConfig) -> None:
     loaded = _load("continue_from", spec)
     _check_form("continue_from", spec, loaded.kind)
     if loaded.kind == "pretrained" and type(loaded.model).__name__ == "HFEncodecCompressionModel":
-        return  # audiocraft converts its weights (solvers/pretrained.py fixes the key names)
+        return  # audiocraft converts its weights (integration/pretrained.py fixes the key names)
     from audiocraft.models import builders
 
     target = cfg.copy()

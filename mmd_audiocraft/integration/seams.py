@@ -132,7 +132,7 @@ def _resuming() -> bool:
 def install_solver_selection() -> None:
     """`solver=compression` builds MMDCompressionSolver (both names audiocraft calls it by); once
     `audiocraft.train` is loaded (our Dora main imports it first; `measure` never needs it), its `get_solver`
-    runs `solvers/preflight.py` before audiocraft divides batch sizes or loads codecs. Quantizers too."""
+    runs `integration/preflight.py` before audiocraft divides batch sizes or loads codecs. Quantizers too."""
     import sys
 
     import audiocraft.solvers as solvers
