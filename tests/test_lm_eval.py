@@ -134,13 +134,16 @@ def test_each_missing_item_is_named_with_its_key_and_where_it_was_looked_for(com
     assert missing.how  # and how to get it
 
 
-def test_the_preflight_names_every_missing_item_in_one_line(compose, installed, monkeypatch):
+def test_the_preflight_names_every_missing_item_one_per_line(compose, installed, monkeypatch):
     installed["vggish"].unlink()
     monkeypatch.setenv("TF_PYTHON_EXE", str(installed["fad_bin"] / "no-python"))
     with pytest.raises(ConfigError) as error:
         check_generation_metrics(evaluation_cfg(compose, installed["fad_bin"], "metrics.kld.model=vggish"))
     message = str(error.value)
-    assert "\n" not in message and message.startswith("the evaluate stage's metrics need 3 thing(s) that are not here")
+    lines = message.splitlines()
+    assert lines[0].startswith("the evaluate stage's metrics need 3 thing(s) that are not here (//reference/ is "
+                               "audiocraft's reference dir, $AUDIOCRAFT_REFERENCE_DIR: here ")
+    assert [line[:6] for line in lines[1:]] == ["  (1) ", "  (2) ", "  (3) "]  # one item per line
     assert "(1) metrics.fad.tf.model_path=//reference/fad/vggish_model.ckpt: the VGGish checkpoint" in message
     assert f"looked for {installed['vggish']}); download https://storage.googleapis.com/audioset/" in message
     assert f"(2) TF_PYTHON_EXE={installed['fad_bin'] / 'no-python'}: " in message

@@ -235,6 +235,7 @@ def test_a_bad_kernel_is_refused_when_it_is_made(fields, match):
         (gaussian_codes(b=1, t=1), {"pattern": "parallel"}, "only 1 row"),
         (gaussian_codes().masked_fill(gaussian_codes() > 2.5, float("inf")), {}, "NaN or infinite"),
         (gaussian_codes(), {"kernel": "rbf"}, "kernel='rbf'"),
+        (gaussian_codes(), {"pattern": "flatten"}, "pattern='flatten': .* trivially independent"),
         (gaussian_codes(), {"bandwidths": [1.0, 2.0]}, r"bandwidths is not an option of the loss: .*kernel=Kernel"),
         (gaussian_codes(), {"delays": [0, 1]}, "delays has 2 entries"),
         (gaussian_codes(), {"estimator": "split"}, "estimator='split'"),

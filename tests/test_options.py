@@ -14,7 +14,7 @@ from mmd_audiocraft.core.kernels import Kernel
 from mmd_audiocraft.core.options import LossOptions
 from mmd_audiocraft.integration.errors import ConfigError
 from mmd_audiocraft.integration.evaluation import EvaluateOptions
-from mmd_audiocraft.integration.health import GuardOptions
+from mmd_audiocraft.integration.guard import GuardOptions
 from mmd_audiocraft.integration.options import IndeOptions
 
 from .conftest import ROOT, run_dora, seeded_solver
@@ -170,7 +170,7 @@ def test_settings_that_need_the_loss_are_reported_when_it_is_off(compose, caplog
     caplog.set_level(logging.WARNING)
     seeded_solver(compose(*TINY, f"losses.inde={weight}", "inde.grad_ratio=1", "inde.guard.action=reduce",
                           "inde.kernel=inverse"))
-    warnings = [r.getMessage() for r in caplog.records if "act only with the independence loss on" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "only with the independence loss on" in r.getMessage()]
     if not expected:
         assert warnings == []
         return

@@ -259,3 +259,17 @@ def test_demo_budget_halves_the_batch_and_the_sweep_budget_adds_no_override(comp
     for seed in (42, 43):  # the recommended setting's sweep XPs, as recorded
         xp = compose(*common_args(SWEEP, seed), *RECOMMENDED_OVERRIDES)
         assert xp.sig == recorded[f"grad_ratio=1 seed={seed}"]["xp"]
+
+
+def test_a_missing_corpus_is_named_with_how_to_build_it(compose, monkeypatch, tmp_path):
+    """The tiny configs read the demo's corpus: without it, one line saying how to build it, not audiocraft's
+    FileNotFoundError traceback from inside the data loader."""
+    from mmd_audiocraft.integration.preflight import check_before_build
+
+    xp = compose(*CODEC)
+    check_before_build(xp.cfg, world_size=1)  # the fixture corpus is there
+    monkeypatch.setenv("MMD_AUDIOCRAFT_CORPUS", str(tmp_path / "nocorpus"))
+    build_it = r"`python -m mmd_audiocraft\.apps\.demo\.corpus`"
+    with pytest.raises(ConfigError, match=rf"datasource\.train={tmp_path}/nocorpus/music_16khz/train: no such "
+                                          rf"manifest folder or file; .* {build_it}"):
+        check_before_build(xp.cfg, world_size=1)

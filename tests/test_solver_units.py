@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmd_audiocraft.integration.health import (
+from mmd_audiocraft.integration.guard import (
     CodebookCollapse,
     CodebookGuard,
     GuardOptions,
@@ -525,7 +525,7 @@ def test_guard_reports_a_sustained_mmd_dominance_once_per_episode(caplog, action
 
 
 def test_guard_stop_raises_on_dominance_and_its_state_resumes():
-    from mmd_audiocraft.integration.health import MMDDominates
+    from mmd_audiocraft.integration.guard import MMDDominates
 
     options = GuardOptions(warmup_steps=0, max_grad_ratio=10.0, max_grad_ratio_steps=3, action="stop")
     guard, clone = CodebookGuard(options), CodebookGuard(options)

@@ -15,7 +15,7 @@ from torch import nn
 from .kernels import Kernel
 from .mmd import mmd2_blocks, mmd2_unbiased
 from .options import LossOptions
-from .patterns import PATTERN_NAMES, check_code_vectors, group_rows
+from .patterns import ONE_CODE_PER_STEP, PATTERN_NAMES, TRIVIAL, check_code_vectors, group_rows
 from .shuffle import factorized_sample
 
 
@@ -34,6 +34,8 @@ def _options(options: LossOptions | None, kwargs: dict) -> LossOptions:
 
 
 def _check_pattern(pattern) -> None:
+    if isinstance(pattern, str) and pattern in ONE_CODE_PER_STEP:
+        raise ValueError(f"pattern={pattern!r}: {TRIVIAL}")
     if isinstance(pattern, str) and pattern not in PATTERN_NAMES:
         raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
                          "Pattern or a pattern provider")

@@ -16,6 +16,10 @@ import numpy as np
 import torch
 
 PATTERN_NAMES = ("delay", "parallel")
+ONE_CODE_PER_STEP = ("flatten", "unroll")  # audiocraft's names of the exact (joint) decoding
+TRIVIAL = ("the codebooks pattern never predicts two or more codebooks at one step (e.g. flattened or unrolled "
+           "decoding): the codes predicted at one step are trivially independent, so the independence loss is not "
+           "needed for this pattern")
 
 
 def check_code_vectors(z: torch.Tensor, name: str = "z") -> None:
@@ -75,11 +79,7 @@ def _pattern_steps(pattern, timesteps: int, k: int | None) -> tuple[list[int], l
             sets[qs] += 1
             steps.append((qs, {c.q: c.t for c in coords}))
     if not sets:
-        raise ValueError(
-            "the codebooks pattern never predicts two or more codebooks at one step (e.g. flattened or unrolled "
-            "decoding): the codes predicted at one step are trivially independent, so the independence loss "
-            "is not needed for this pattern"
-        )
+        raise ValueError(TRIVIAL)
     largest = max(len(qs) for qs in sets)
     chosen = max((qs for qs in sets if len(qs) == largest), key=lambda qs: (sets[qs], [-q for q in qs]))
     frames = [[ts[q] for q in chosen] for qs, ts in steps if qs == chosen]
@@ -121,6 +121,8 @@ def step_index(pattern, timesteps: int, k: int, delays: Sequence[int] | None = N
             return np.arange(k), _delay_frames(timesteps, k, [0] * k)
         if pattern == "delay":
             return np.arange(k), _delay_frames(timesteps, k, delays)
+        if pattern in ONE_CODE_PER_STEP:
+            raise ValueError(f"pattern={pattern!r}: {TRIVIAL}")
         raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
                          "Pattern or a pattern provider")
     if delays is not None:

@@ -7,7 +7,7 @@ Hydra is listed in `seams.py`.
     process.py      USER, offline hub, safe globals: before audiocraft
     options.py      the `inde` node, parsed once into typed options        errors.py     one-line errors, cause first
     codebooks_pattern.py  the LM's pattern: provider and its checks        capture.py    per-codebook vectors (hooks)
-    evaluation.py   independence metrics of the evaluate stage             health.py     codebook usage, the guard
+    evaluation.py   independence metrics of the evaluate stage             guard.py      codebook usage, the guard
     distributed.py  multi-process loss, merges, per-rank state             preflight.py  config checks before a build
     metric_requirements.py  what FAD, KL and CLAP need downloaded, and what is missing
     loaders.py      load a codec from a path, //sig/ or //pretrained/      pvq.py        product VQ quantizer

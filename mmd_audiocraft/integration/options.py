@@ -4,7 +4,7 @@
 keys it does not know (a `+inde.<typo>` override composes in Hydra and would otherwise be ignored), and
 validates every value, before the solver builds its data or model. The loss's keys become one
 :class:`~mmd_audiocraft.core.options.LossOptions` (the kernel one :class:`~mmd_audiocraft.core.kernels.Kernel`),
-the guard's a :class:`~mmd_audiocraft.integration.health.GuardOptions`, the evaluate stage's an
+the guard's a :class:`~mmd_audiocraft.integration.guard.GuardOptions`, the evaluate stage's an
 :class:`~mmd_audiocraft.integration.evaluation.EvaluateOptions`; the rest configure the solver. Adding a key is a
 field here (or in one of those) and a line of the YAML: tests/test_options.py keeps the two equal.
 """
@@ -18,7 +18,7 @@ from ..core.options import LossOptions
 from .capture import SOURCES
 from .errors import ConfigError
 from .evaluation import EvaluateOptions
-from .health import GuardOptions
+from .guard import GuardOptions
 
 YAML = "config/mmd_config.yaml"  # where every `inde` key is listed with its default (mmd_audiocraft.config)
 # audiocraft's codebooks_pattern schema (model/lm/default.yaml): the modelings its provider builder knows; the

@@ -30,6 +30,7 @@ def check_before_build(cfg: omegaconf.DictConfig, world_size: int, resuming: boo
     """Every check below that applies to `cfg`; raises ConfigError. `resuming`: the XP has its own checkpoint
     (audiocraft then ignores `continue_from`)."""
     check_batch_sizes(cfg, world_size)
+    check_datasource(cfg)
     check_execute_only(cfg, resuming)
     if cfg.get("solver") == "compression":
         check_losses(cfg)
@@ -67,6 +68,29 @@ def check_batch_sizes(cfg: omegaconf.DictConfig, world_size: int) -> None:
             raise ConfigError(f"dataset.{split}.num_samples={num_samples} leaves a process without data: the "
                               f"{split} split is sharded over the {world_size} processes; use "
                               f"dataset.{split}.num_samples={world_size} or more")
+
+
+def check_datasource(cfg: omegaconf.DictConfig) -> None:
+    """Every split of `datasource` names a manifest folder or file that exists (audiocraft reads them when it builds
+    the solver's data, and a missing one ends in a FileNotFoundError traceback). Relative paths are resolved as
+    audiocraft resolves them (Dora's `git_save.to_absolute_path`). The plugin's own dsets read the demo's corpus:
+    the message says how to build it."""
+    from dora import git_save
+
+    sources = cfg.get("datasource") or {}
+    for split in SPLITS:
+        value = sources.get(split)
+        if not isinstance(value, str) or value == "???":
+            continue
+        path = Path(git_save.to_absolute_path(value))
+        if path.exists():
+            continue
+        ours = any(f"music_{rate}" in path.parts for rate in ("16khz", "32khz"))
+        how = ("these are the demo's corpus (dset=audio/mmd_music_*): build it with `python -m "
+               "mmd_audiocraft.apps.demo.corpus` (`make corpus`), or point MMD_AUDIOCRAFT_CORPUS at a built one"
+               if ours else "write the manifest with `python -m audiocraft.data.audio_dataset AUDIO_DIR "
+               f"{path}/data.jsonl`, or choose another dset=")
+        raise ConfigError(f"datasource.{split}={path}: no such manifest folder or file; {how}")
 
 
 # -- losses ------------------------------------------------------------------------------------------------------
@@ -259,5 +283,10 @@ def check_generation_metrics(cfg: omegaconf.DictConfig) -> None:
     naming each missing item: its config key and value, where it was looked for, how to get it."""
     missing = missing_requirements(cfg)
     if missing:
-        raise ConfigError(f"the evaluate stage's metrics need {len(missing)} thing(s) that are not here: "
-                          + "; ".join(f"({i}) {item}" for i, item in enumerate(missing, 1)))
+        from audiocraft.environment import AudioCraftEnvironment
+
+        where = (f" (//reference/ is audiocraft's reference dir, $AUDIOCRAFT_REFERENCE_DIR: here "
+                 f"{AudioCraftEnvironment.get_reference_dir()})" if any("//reference" in str(m) for m in missing)
+                 else "")
+        raise ConfigError(f"the evaluate stage's metrics need {len(missing)} thing(s) that are not here{where}:\n"
+                          + "\n".join(f"  ({i}) {item}" for i, item in enumerate(missing, 1)))

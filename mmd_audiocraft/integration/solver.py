@@ -33,7 +33,7 @@ from .distributed import (
 )
 from .errors import checkpoint_write_error
 from .evaluation import IndependenceEvaluation
-from .health import CodebookGuard, codebook_entropy_and_use
+from .guard import CodebookGuard, codebook_entropy_and_use
 from .options import IndeOptions
 from .pretrained import convert_hf_weight_norm_keys
 
@@ -191,10 +191,10 @@ class MMDCompressionSolver(CompressionSolver):
         ignored = self.options.settings_without_effect()
         if ignored:
             self.logger.warning(
-                "%s act only with the independence loss on, and losses.inde is 0: this XP trains without the loss "
+                "%s %s only with the independence loss on, and losses.inde is 0: this XP trains without the loss "
                 "(a grid's baseline may share them with its other XPs). The weight-free mode needs the loss on too: "
                 "losses.inde=1000 inde.grad_ratio=1 (any positive losses.inde; it is then only the first step's "
-                "weight).", ", ".join(ignored))
+                "weight).", ", ".join(ignored), "acts" if len(ignored) == 1 else "act")
         self.capture = CodebookCapture(self.model.quantizer, self.options.source)
         guard = CodebookGuard(self.options.guard, self.n_q, fine_tuning=bool(self.cfg.get("continue_from")))
         seed = int(cfg.seed) + 1000 * flashy.distrib.rank()
