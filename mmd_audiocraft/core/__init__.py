@@ -6,5 +6,6 @@ Imports nothing from audiocraft, Dora, Hydra or OmegaConf, and nothing from the 
     kernels.py   kernels and their bandwidths            mmd.py       the MMD^2 estimator (paper eq. 7), tiled
     shuffle.py   factorized copies of joint rows         patterns.py  rows of codes a decoding pattern predicts together
     options.py   the loss's options (one object)         loss.py      the independence loss (paper Algorithm 1)
-    sampling.py  a bounded row sample of a stream        metrics/     information measures of discrete codes
+    sampling.py  permutations, a bounded row sample      metrics/     information measures of discrete codes
+    validation.py  the predicates the options check their fields with
 """

@@ -15,7 +15,8 @@ from torch import nn
 from .kernels import Kernel
 from .mmd import mmd2_blocks, mmd2_unbiased
 from .options import LossOptions
-from .patterns import ONE_CODE_PER_STEP, PATTERN_NAMES, TRIVIAL, check_code_vectors, group_rows
+from .patterns import check_code_vectors, check_pattern_name, group_rows
+from .sampling import random_permutation
 from .shuffle import factorized_sample
 
 
@@ -31,14 +32,6 @@ def _options(options: LossOptions | None, kwargs: dict) -> LossOptions:
     if kwargs:
         raise ValueError(f"give the loss options either as options= or as keywords, not both: {sorted(kwargs)}")
     return options
-
-
-def _check_pattern(pattern) -> None:
-    if isinstance(pattern, str) and pattern in ONE_CODE_PER_STEP:
-        raise ValueError(f"pattern={pattern!r}: {TRIVIAL}")
-    if isinstance(pattern, str) and pattern not in PATTERN_NAMES:
-        raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
-                         "Pattern or a pattern provider")
 
 
 def independence_loss(
@@ -67,7 +60,7 @@ def independence_loss(
     z that is not [B, K >= 2, T, N] finite floats, or too few frames or rows for the pattern and estimator.
     """
     options = _options(options, option_kwargs)
-    _check_pattern(pattern)
+    check_pattern_name(pattern)
     check_code_vectors(z)
     return independence_loss_from_rows(group_rows(z, pattern, delays), generator=generator, options=options)
 
@@ -89,9 +82,7 @@ def independence_loss_from_rows(
         raise ValueError(f"only {n} row of codes predicted together; the loss needs at least 2 (rows have "
                          f"shape {tuple(rows.shape)})")
     if options.max_rows is not None and n > options.max_rows:
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        keep = torch.randperm(n, generator=generator, device=gen_device)[:options.max_rows].to(rows.device)
-        rows = rows[keep]
+        rows = rows[random_permutation(n, generator, rows.device)[:options.max_rows]]
     joint, factorized = factorized_sample(rows, options.estimator, generator)
     if options.block_rows is None:
         value = mmd2_unbiased(joint.flatten(1), factorized.flatten(1), options.kernel, tile=options.tile)
@@ -113,7 +104,7 @@ class MMDIndependenceLoss(nn.Module):
     def __init__(self, *, pattern="delay", delays: Sequence[int] | None = None, seed: int = 0,
                  options: LossOptions | None = None, **option_kwargs):
         super().__init__()
-        _check_pattern(pattern)
+        check_pattern_name(pattern)
         self.pattern = pattern
         self.delays = None if delays is None else [int(d) for d in delays]
         self.loss_options = _options(options, option_kwargs)

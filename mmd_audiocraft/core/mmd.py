@@ -25,6 +25,7 @@ import contextlib
 import torch
 
 from .kernels import Kernel, ResolvedKernel, median_pairwise_distance
+from .sampling import random_permutation
 
 # Auto path selection: dense (plain autograd) when n*m is at most this, tiled otherwise. Measured on CPU
 # (2 cores, d = 24 and 512): the tiled path, which forms its gradient in the same pass, is as fast as dense
@@ -288,8 +289,7 @@ def mmd2_blocks(
         median = median_pairwise_distance(x).item()
     if n_blocks < 2:
         return mmd2_unbiased(x, y, kernel, median=median, tile=tile)
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    x_blocks = torch.randperm(n, generator=generator, device=gen_device).to(x.device).tensor_split(n_blocks)
-    y_blocks = torch.randperm(m, generator=generator, device=gen_device).to(y.device).tensor_split(n_blocks)
+    x_blocks = random_permutation(n, generator, x.device).tensor_split(n_blocks)
+    y_blocks = random_permutation(m, generator, y.device).tensor_split(n_blocks)
     total = sum(mmd2_unbiased(x[bx], y[by], kernel, median=median, tile=tile) for bx, by in zip(x_blocks, y_blocks))
     return total / n_blocks

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from .kernels import Kernel
+from .validation import is_int_at_least
 
 MMD_ESTIMATORS = ("paper", "disjoint")  # how the factorized sample is built (see shuffle.factorized_sample)
 # config key -> Kernel field: the kernel's name is `inde.kernel`, its other fields keep their names
@@ -82,4 +83,4 @@ class LossOptions:
 
 
 def _optional_int(value, low: int) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= low)
+    return value is None or is_int_at_least(value, low)

@@ -39,6 +39,15 @@ def check_code_vectors(z: torch.Tensor, name: str = "z") -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+def check_pattern_name(pattern) -> None:
+    """ValueError for a pattern given by a name other than :data:`PATTERN_NAMES` (one that decodes a code per step
+    says why the loss does not apply); any other object is read as an audiocraft Pattern or provider later."""
+    if isinstance(pattern, str) and pattern in ONE_CODE_PER_STEP:
+        raise ValueError(f"pattern={pattern!r}: {TRIVIAL}")
+    if isinstance(pattern, str) and pattern not in PATTERN_NAMES:
+        raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
+                         "Pattern or a pattern provider")
+
 
 def too_few_frames(timesteps: int, codebooks: Sequence[int], need: int) -> ValueError:
     """The one error for inputs too short for a pattern (torch and numpy grouping alike): grouping never
@@ -115,16 +124,12 @@ def step_index(pattern, timesteps: int, k: int, delays: Sequence[int] | None = N
     Raises ValueError for an unknown pattern, delays that do not fit, a pattern with one code per step, and an
     input shorter than :func:`min_frames` (no codebook is ever dropped to fit)."""
     if isinstance(pattern, str):
+        check_pattern_name(pattern)
         if pattern == "parallel":
             if delays is not None and any(int(d) != 0 for d in delays):
                 raise ValueError(f"pattern='parallel' takes no delays, got {list(delays)}")
             return np.arange(k), _delay_frames(timesteps, k, [0] * k)
-        if pattern == "delay":
-            return np.arange(k), _delay_frames(timesteps, k, delays)
-        if pattern in ONE_CODE_PER_STEP:
-            raise ValueError(f"pattern={pattern!r}: {TRIVIAL}")
-        raise ValueError(f"pattern={pattern!r} is unknown; expected one of {PATTERN_NAMES}, an audiocraft "
-                         "Pattern or a pattern provider")
+        return np.arange(k), _delay_frames(timesteps, k, delays)
     if delays is not None:
         raise ValueError("delays only apply to pattern='delay'; a Pattern object carries its own layout")
     if hasattr(pattern, "get_pattern"):

@@ -1,8 +1,16 @@
-"""A bounded uniform sample of rows from a stream (held-out vectors for the MMD metrics), mergeable across
-processes. torch only: used by the solver's evaluate stage and by `mmd-audiocraft measure`."""
+"""Random draws of rows: a permutation drawn where its generator lives (the loss's shuffles, row subsets and
+blocks), and a bounded uniform sample of rows from a stream (held-out vectors for the MMD metrics), mergeable
+across processes. torch only: used by the loss, the solver's evaluate stage and `mmd-audiocraft measure`."""
 from __future__ import annotations
 
 import torch
+
+
+def random_permutation(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """A permutation of range(n) [n] int64, drawn on the generator's device (CPU without one) and moved to
+    ``device``: a CPU generator keeps the same draws on every device (torch.randperm needs them on one)."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randperm(n, generator=generator, device=gen_device).to(device)
 
 
 class VectorSample:

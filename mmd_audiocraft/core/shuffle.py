@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .options import MMD_ESTIMATORS
+from .sampling import random_permutation
 
 
 def _check_rows(z: torch.Tensor) -> None:
@@ -20,12 +21,6 @@ def _check_rows(z: torch.Tensor) -> None:
         raise ValueError(f"z needs K >= 2 codebooks to measure their dependence, got K = {z.shape[1]}")
 
 
-def _randperm(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """A permutation drawn on the generator's device (CPU by default) and moved to ``device``."""
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randperm(n, generator=generator, device=gen_device).to(device)
-
-
 def shuffle_codebooks(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Permute each codebook's block of ``z`` [n, K, N] along the rows, one permutation per codebook.
 
@@ -33,7 +28,7 @@ def shuffle_codebooks(z: torch.Tensor, generator: torch.Generator | None = None)
     """
     _check_rows(z)
     n, k = z.shape[0], z.shape[1]
-    index = torch.stack([_randperm(n, generator, z.device) for _ in range(k)], dim=1)  # [n, K]
+    index = torch.stack([random_permutation(n, generator, z.device) for _ in range(k)], dim=1)  # [n, K]
     return z[index, torch.arange(k, device=z.device)[None, :]]
 
 
@@ -65,7 +60,7 @@ def factorized_sample(
             f"the disjoint estimator needs at least 2 rows per sample, i.e. n >= 2 * (K + 1) = {2 * (k + 1)} "
             f"rows, got n = {n} with K = {k}"
         )
-    perm = _randperm(n, generator, z.device)
+    perm = random_permutation(n, generator, z.device)
     joint = z[perm[:m]]
     chunks = perm[m : (k + 1) * m].view(k, m).T  # [m, K]: codebook c's block comes from chunk c
     factorized = z[chunks, torch.arange(k, device=z.device)[None, :]]

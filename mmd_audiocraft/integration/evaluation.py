@@ -17,6 +17,7 @@ import dataclasses
 from ..core.metrics import CodeCounts, codes_to_rows, independence_report
 from ..core.patterns import group_rows
 from ..core.sampling import VectorSample
+from ..core.validation import is_int_at_least
 from .capture import QuantizerPass
 
 
@@ -34,16 +35,12 @@ class EvaluateOptions:
 
     def __post_init__(self) -> None:
         checks = [("metrics", isinstance(self.metrics, bool), "true or false"),
-                  ("max_rows", _int_at_least(self.max_rows, 2), "an int >= 2"),
-                  ("null_shuffles", _int_at_least(self.null_shuffles, 1), "an int >= 1"),
-                  ("seed", _int_at_least(self.seed, 0), "an int >= 0")]
+                  ("max_rows", is_int_at_least(self.max_rows, 2), "an int >= 2"),
+                  ("null_shuffles", is_int_at_least(self.null_shuffles, 1), "an int >= 1"),
+                  ("seed", is_int_at_least(self.seed, 0), "an int >= 0")]
         for key, ok, expected in checks:
             if not ok:
                 raise ValueError(f"inde.evaluate.{key}={getattr(self, key)!r}: expected {expected}")
-
-
-def _int_at_least(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 class IndependenceEvaluation:

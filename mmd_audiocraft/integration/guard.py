@@ -15,6 +15,8 @@ import logging
 
 import torch
 
+from ..core.validation import is_int_at_least, is_number
+
 logger = logging.getLogger(__name__)
 ACTIONS = ("warn", "stop", "reduce")
 
@@ -82,28 +84,20 @@ class GuardOptions:
         if baseline is not None and not isinstance(baseline, (int, float)):
             object.__setattr__(self, "baseline_entropy", tuple(float(b) for b in baseline))
         checks = [("action", self.action in ACTIONS, f"one of {ACTIONS}"),
-                  ("warmup_steps", self.warmup_steps is None or _int_at_least(self.warmup_steps, 0),
+                  ("warmup_steps", self.warmup_steps is None or is_int_at_least(self.warmup_steps, 0),
                    "null or an int >= 0"),
-                  ("min_entropy_fraction", _number(self.min_entropy_fraction) and 0 < self.min_entropy_fraction < 1,
+                  ("min_entropy_fraction", is_number(self.min_entropy_fraction) and 0 < self.min_entropy_fraction < 1,
                    "a fraction in (0, 1)"),
-                  ("min_drop_bits", _number(self.min_drop_bits) and self.min_drop_bits >= 0, "bits >= 0"),
-                  ("ema_decay", _number(self.ema_decay) and 0 <= self.ema_decay < 1, "a decay in [0, 1)"),
-                  ("max_grad_ratio", _number(self.max_grad_ratio) and self.max_grad_ratio > 0, "a ratio > 0"),
-                  ("max_grad_ratio_steps", _int_at_least(self.max_grad_ratio_steps, 1), "an int >= 1"),
+                  ("min_drop_bits", is_number(self.min_drop_bits) and self.min_drop_bits >= 0, "bits >= 0"),
+                  ("ema_decay", is_number(self.ema_decay) and 0 <= self.ema_decay < 1, "a decay in [0, 1)"),
+                  ("max_grad_ratio", is_number(self.max_grad_ratio) and self.max_grad_ratio > 0, "a ratio > 0"),
+                  ("max_grad_ratio_steps", is_int_at_least(self.max_grad_ratio_steps, 1), "an int >= 1"),
                   ("baseline_entropy", self.baseline_entropy is None or (
                       isinstance(self.baseline_entropy, tuple) and all(b >= 0 for b in self.baseline_entropy)),
                    "null or a list of bits >= 0, one per codebook")]
         for key, ok, expected in checks:
             if not ok:
                 raise ValueError(f"inde.guard.{key}={getattr(self, key)!r}: expected {expected}")
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _int_at_least(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 class CodebookGuard:

@@ -8,7 +8,7 @@ wrong file (an LM checkpoint, a file that is no checkpoint, an XP folder without
 imported, so they fail fast; a Hugging Face name with HF_HUB_OFFLINE set must be in the local cache. Used by
 `mmd-audiocraft measure --model` and by the training preflight (`continue_from`, `compression_model_checkpoint`).
 :func:`load_compression_model` sets up the process first, like the Dora main and the CLI
-(`integration.seams.prepare_process`: a default `USER` for audiocraft's config, the offline hub, OmegaConf for
+(`integration.process.prepare_process`: a default `USER` for audiocraft's config, the offline hub, OmegaConf for
 weights-only loads; and `install_quantizers` for PVQ codecs), so it works as a plain library call.
 """
 from __future__ import annotations

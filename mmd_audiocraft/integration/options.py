@@ -15,6 +15,7 @@ import difflib
 from collections.abc import Mapping
 
 from ..core.options import LossOptions
+from ..core.validation import is_int_at_least, is_number
 from .capture import SOURCES
 from .errors import ConfigError
 from .evaluation import EvaluateOptions
@@ -58,16 +59,16 @@ class IndeOptions:
 
     def __post_init__(self) -> None:
         checks = [
-            ("losses.inde", "weight", _number(self.weight) and self.weight >= 0, "a weight >= 0"),
+            ("losses.inde", "weight", is_number(self.weight) and self.weight >= 0, "a weight >= 0"),
             ("inde.source", "source", self.source in SOURCES, f"one of {SOURCES}"),
             ("inde.codebooks_pattern.modeling", None, self.codebooks_pattern.get("modeling") in MODELINGS,
              f"one of {MODELINGS}"),
-            ("inde.macro_batch", "macro_batch", _int_at_least(self.macro_batch, 1), "an int >= 1"),
-            ("inde.every", "every", _int_at_least(self.every, 1), "an int >= 1"),
+            ("inde.macro_batch", "macro_batch", is_int_at_least(self.macro_batch, 1), "an int >= 1"),
+            ("inde.every", "every", is_int_at_least(self.every, 1), "an int >= 1"),
             ("inde.global", "global_rows", isinstance(self.global_rows, bool), "true or false"),
-            ("inde.grad_ratio", "grad_ratio", self.grad_ratio is None or (_number(self.grad_ratio) and
+            ("inde.grad_ratio", "grad_ratio", self.grad_ratio is None or (is_number(self.grad_ratio) and
                                                                           self.grad_ratio > 0), "null or > 0"),
-            ("inde.grad_ratio_ema", "grad_ratio_ema", _number(self.grad_ratio_ema) and 0 <= self.grad_ratio_ema < 1,
+            ("inde.grad_ratio_ema", "grad_ratio_ema", is_number(self.grad_ratio_ema) and 0 <= self.grad_ratio_ema < 1,
              "a decay in [0, 1)"),
         ]
         for key, field, ok, expected in checks:
@@ -156,11 +157,3 @@ def _plain(value):
     if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
         return [_plain(v) for v in value]
     return value
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _int_at_least(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low

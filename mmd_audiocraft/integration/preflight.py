@@ -16,6 +16,7 @@ from pathlib import Path
 
 import omegaconf
 
+from ..core.validation import is_int_at_least
 from .errors import ConfigError
 from .loaders import PRETRAINED_PREFIX, SIG_PREFIX, ModelLoadError, load_compression_model
 from .metric_requirements import missing_requirements
@@ -50,7 +51,7 @@ def check_batch_sizes(cfg: omegaconf.DictConfig, world_size: int) -> None:
     keys += [f"dataset.{split}.batch_size" for split in SPLITS if "batch_size" in (dataset.get(split) or {})]
     for key in keys:
         value = omegaconf.OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int_at_least(value, 1):
             raise ConfigError(f"{key}={value}: expected a positive integer (the batch over all processes)")
         if value % world_size:
             fit = math.ceil(value / world_size) * world_size
