@@ -10,9 +10,8 @@ import inspect
 import math
 
 import omegaconf
-import torch
 
-from ..core.patterns import group_rows, min_frames
+from ..core.patterns import min_frames, step_index
 from .errors import ConfigError
 from .options import YAML, IndeOptions
 
@@ -51,7 +50,7 @@ def check_pattern(pattern: dict, n_q: int) -> None:
         raise ConfigError(f"inde.codebooks_pattern.delay.delays={list(delays)} has {len(delays)} entries but the "
                           f"codec has n_q={n_q} codebooks")
     try:
-        group_rows(torch.zeros(1, n_q, 4 * n_q + 8, 1), pattern_provider(pattern, n_q))
+        step_index(pattern_provider(pattern, n_q), 4 * n_q + 8, n_q)  # the grouping's rule, on enough frames
     except (ValueError, KeyError, AssertionError, TypeError) as exc:
         if isinstance(exc, ConfigError):
             raise
