@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from process_memory import MB, status_kb  # this folder is on sys.path when a script of it runs
+from process_memory import MB, peak_rss_bytes, reset_peak_rss  # this folder is on sys.path when a script of it runs
 
 SIGMAS = (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)
 # Bytes per n^2 element the naive case keeps alive (per bandwidth and pair: the cdist output, saved for
@@ -131,12 +131,9 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
         base = torch.cuda.memory_allocated()
     else:
         try:  # reset the peak RSS so import-time peaks do not count
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            reset = True
+            base, reset = reset_peak_rss(), True  # the RSS at the reset; never above a later peak
         except OSError:
-            reset = False
-        base = status_kb("VmHWM") * 1024.0  # = the RSS at the reset; never above a later peak
+            base, reset = peak_rss_bytes(), False
     times = []
     for _ in range(repeats):
         x.grad = y.grad = None
@@ -146,7 +143,7 @@ def run_case(case: str, n: int, dim: int, device: str, repeats: int, scale: floa
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if cuda else status_kb("VmHWM") * 1024.0
+    peak = torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()
     # CPU: the kernel batches RSS counter updates per CPU, so a peak that never rose above the reset reads up to a
     # few hundred kB below it; no growth is 0
     extra = peak - base if cuda else max(0.0, peak - base)

@@ -18,18 +18,15 @@ Targets: peak <= 1.2x base, and no growth after warm-up: second-half rise <= 2% 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from bench_solver_step import build as _build  # same composition and corpus
-from process_memory import status_kb as _status_kb
-from solver_harness import fixture_corpus
+from process_memory import MB, peak_rss_bytes, reset_peak_rss, status_kb
+from solver_harness import fixture_env
 
 CASES = {"base": ["losses.inde=0"], "live": ["losses.inde=1000"],
          "macro": ["losses.inde=1000", "inde.macro_batch=8", "inde.every=8"]}
@@ -50,16 +47,15 @@ def run_case(name: str, steps: int, batch: int) -> dict:
 
     def sampled_step(*args, **kwargs):
         out = step(*args, **kwargs)
-        rss.append(_status_kb("VmRSS") / 1024)
+        rss.append(status_kb("VmRSS") / 1024)
         return out
 
     solver.run_step = sampled_step
     solver._current_formatter = solver.get_formatter("train")  # the rest of what flashy's run_stage sets
-    after_build = _status_kb("VmRSS") / 1024
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # VmHWM := current RSS, so the peak is the training's
+    after_build = status_kb("VmRSS") / 1024
+    reset_peak_rss()  # VmHWM := current RSS, so the peak is the training's
     solver.common_train_valid("train")
-    return {"steps": len(rss), "rss_after_build_mb": after_build, "peak_rss_mb": _status_kb("VmHWM") / 1024,
+    return {"steps": len(rss), "rss_after_build_mb": after_build, "peak_rss_mb": peak_rss_bytes() / MB,
             "rss_mb": rss}
 
 
@@ -92,12 +88,8 @@ def main() -> None:
         return
     cases = ["base", *[c for c in args.cases if c != "base"]]  # the ratios need the base case
     results: dict = {}
-    with contextlib.ExitStack() as stack:
+    with fixture_env():
         env = glibc_default_env()
-        if "MMD_AUDIOCRAFT_CORPUS" not in env:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_soak_")))
-            env["MMD_AUDIOCRAFT_CORPUS"] = str(fixture_corpus(tmp / "corpus"))
-            env["AUDIOCRAFT_DORA_DIR"] = str(tmp / "dora")
         for name in cases:
             out = subprocess.run([sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--batch",
                                   str(args.batch), "--threads", str(args.threads)], capture_output=True, text=True,

@@ -117,4 +117,3 @@ def launch_when_finished(launcher, jobs: dict[str, tuple[tp.Any, list]], kind: s
         print(f"Grid: {kind} {name} ({sheep.xp.sig}) waits for {upstream} {progress.sig}: {progress.status}; "
               f"not scheduled, run this grid again once the {upstream} has finished.")
     return waiting
-

@@ -57,7 +57,6 @@ class MMDLMExplorer(LMExplorer):
         return parts
 
 
-
 class MMDEvalExplorer(GenerationEvalExplorer):
     """audiocraft's GenerationEvalExplorer (evaluate: ce, ppl, fad, kld, text_consistency, chroma_cosine) plus the
     LM each evaluation reads (`continue_from=//sig/SIG`): its sig and whether it has finished (else the evaluation

@@ -57,7 +57,18 @@ def codec_overrides(name: str) -> list[dict]:
 def lm_overrides(codec: str, lm: dict) -> list[dict]:
     """The overrides of the LM `lm` on codec `codec`, exactly as the LM grids launch it (in the current profile):
     the profile's LM base, `compression_model_checkpoint=//sig/<the codec's sig>`, then the LM's own."""
-    return [*current().lm, {"compression_model_checkpoint": SIG_PREFIX + xp_of(codec_overrides(codec)).sig}, lm]
+    return _on_codec(xp_of(codec_overrides(codec)), lm)
+
+
+def _on_codec(codec_xp, lm: dict) -> list[dict]:
+    return [*current().lm, {"compression_model_checkpoint": SIG_PREFIX + codec_xp.sig}, lm]
+
+
+def lm_jobs(lms: dict[str, tuple[str, dict]]) -> dict[str, tuple]:
+    """name -> (codec XP, `lm_overrides`) of the LMs `lms` (name -> (codec name, LM overrides)), each codec XP
+    composed once."""
+    codecs = {codec: xp_of(codec_overrides(codec)) for codec, _ in lms.values()}
+    return {name: (codecs[codec], _on_codec(codecs[codec], lm)) for name, (codec, lm) in lms.items()}
 
 
 def codec_launcher(launcher):
@@ -81,5 +92,4 @@ def launch_lms(launcher, lms: dict[str, tuple[str, dict]]) -> list[str]:
     32 GPUs like audiocraft's MusicGen-small), each scheduled once its codec XP has finished and listed as
     waiting before (grids/_chain.py). Returns the names of the waiting LMs."""
     launcher.slurm_(**current().lm_slurm)
-    jobs = {name: (xp_of(codec_overrides(codec)), lm_overrides(codec, lm)) for name, (codec, lm) in lms.items()}
-    return launch_when_finished(launcher, jobs, "LM", "codec")
+    return launch_when_finished(launcher, lm_jobs(lms), "LM", "codec")

@@ -15,7 +15,7 @@ Before anything is scheduled, every evaluation's config goes through the solver'
 """
 from ._chain import SIG_PREFIX, launch_when_finished, xp_of
 from ._explorers import MMDEvalExplorer
-from ._paper import DECODING_LMS, QUANTIZER_LMS, lm_overrides
+from ._paper import DECODING_LMS, QUANTIZER_LMS, lm_jobs
 from ._profile import current
 
 EVALUATED_LMS = {**DECODING_LMS, **QUANTIZER_LMS}
@@ -23,7 +23,11 @@ EVALUATED_LMS = {**DECODING_LMS, **QUANTIZER_LMS}
 
 def evaluation_overrides(lm: list) -> list:
     """The overrides of the evaluation of the LM launched with `lm` (in the current profile)."""
-    return [*lm, current().evaluation, {"continue_from": SIG_PREFIX + xp_of(lm).sig, "execute_only": "evaluate"}]
+    return _evaluating(lm, xp_of(lm).sig)
+
+
+def _evaluating(lm: list, lm_sig: str) -> list:
+    return [*lm, current().evaluation, {"continue_from": SIG_PREFIX + lm_sig, "execute_only": "evaluate"}]
 
 
 def preflight(overrides: list) -> None:
@@ -42,13 +46,12 @@ def preflight(overrides: list) -> None:
 def explorer(launcher):
     launcher.slurm_(**current().eval_slurm)
     jobs, seen = {}, set()
-    for name, (codec, lm) in EVALUATED_LMS.items():
-        overrides = lm_overrides(codec, lm)
+    for name, (_, overrides) in lm_jobs(EVALUATED_LMS).items():
         lm_xp = xp_of(overrides)
         if lm_xp.sig in seen:
             continue
         seen.add(lm_xp.sig)
-        jobs[name] = (lm_xp, evaluation_overrides(overrides))
+        jobs[name] = (lm_xp, _evaluating(overrides, lm_xp.sig))
     for _, args in jobs.values():
         preflight(args)
     with launcher.job_array():

@@ -510,9 +510,9 @@ def _lm_columns(rows: list[dict]) -> list[str]:
 def evaluation_columns(rows: list[dict]) -> list[tuple[str, str, str, str, float]]:
     """(metric key, modeling, header, format, scale) of the evaluation metrics some LM of that pattern logged,
     metric by metric (EVALUATION_METRICS' order), then pattern by pattern."""
-    columns = []
+    columns, models = [], _lm_columns(rows)
     for key, header, spec, scale in EVALUATION_METRICS:
-        for modeling in _lm_columns(rows):
+        for modeling in models:
             if any(lm["modeling"] == modeling and key in (lm.get("evaluation") or {}) for r in rows for lm in r["lm"]):
                 columns.append((key, modeling, f"{header} {modeling}", spec, scale))
     return columns

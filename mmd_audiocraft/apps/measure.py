@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.kernels import DEFAULT_BANDWIDTHS, Kernel
+from ..core.kernels import Kernel
 from ..core.metrics import CodeCounts, codes_to_rows, independence_report
 from ..core.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index
+from ..core.patterns import group_rows
 from ..core.patterns import min_frames as pattern_min_frames
 from ..core.sampling import VectorSample
 from ..integration.loaders import LoadedModel, load_compression_model
@@ -93,7 +94,7 @@ def mmd_estimates(sample: VectorSample, seed: int, note: str | None = None) -> d
     from ..core.loss import independence_loss_from_rows
 
     out = {"rows": 0 if sample.rows is None else int(sample.rows.shape[0]), "kernel": MMD_KERNEL.name,
-           "bandwidths": list(MMD_KERNEL.bandwidths or DEFAULT_BANDWIDTHS[MMD_KERNEL.name]),
+           "bandwidths": list(MMD_KERNEL.bandwidths_used),
            "bandwidth_mode": MMD_KERNEL.bandwidth_mode, "seed": int(seed),
            "disjoint": None, "paper": None, "note": note}
     if sample.rows is None:
@@ -177,15 +178,14 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
         with torch.no_grad():
             codes = check_encoded_codes(model.encode(x), len(batch), K, bins)
             vectors = codebook_vectors(model, codes) if mmd_rows > 0 else None
-        rows = codes_to_rows(codes.cpu().numpy(), pattern)
+        codes_np = codes.cpu().numpy()
+        rows = codes_to_rows(codes_np, pattern)
         if max_frames is not None:
             rows = rows[: int(max_frames) - counts.n_frames]
         counts.update(rows)
         if gap is not None:
-            kept_codes.extend(codes.cpu().numpy().astype(np.int16)[:, None])
+            kept_codes.extend(codes_np.astype(np.int16)[:, None])
         if vectors is not None:
-            from ..core.patterns import group_rows
-
             sample.add(group_rows(vectors.cpu(), pattern)[: rows.shape[0]])
         elif mmd_rows > 0:
             mmd_note = f"{type(getattr(model, 'quantizer', model)).__name__} has no per-codebook VQ layers " \
@@ -228,8 +228,7 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
         skipped_segments=stats["skipped_segments"], audio_seconds=stats["audio_samples"] / sr,
         n_codec_frames=stats["n_codec_frames"], pattern=pattern, delays=delays,
         max_frames=None if max_frames is None else int(max_frames),
-        mmd=mmd_estimates(sample, seed, mmd_note) if mmd_rows > 0 else
-        {**mmd_estimates(VectorSample(0), seed), "note": "skipped (--mmd-rows 0)"},
+        mmd=mmd_estimates(sample, seed, mmd_note if mmd_rows > 0 else "skipped (--mmd-rows 0)"),
     )
     if gap is not None:
         result["factorization_gap"] = gap_report(kept_codes, bins, pattern, gap, gap_fit, gap_valid, progress)
@@ -257,7 +256,7 @@ def gap_report(codes: list, bins: int, pattern: str, options: GapOptions, fit=No
 
 
 def encode_files(loaded: LoadedModel, files: Sequence[AudioFile], *, segment_seconds: float = 10.0,
-                 max_seconds: float | None = None, batch_size: int = 8, device: str = "cpu",
+                 max_seconds: float | None = None, device: str = "cpu",
                  desc: str = "encoding", progress: bool | None = None) -> list[np.ndarray]:
     """Codes of `files` in fixed segments: a list of int16 arrays [1, K, T] (one per segment, file order), up to
     `max_seconds` of audio. For the factorization gap's fit and validation splits."""

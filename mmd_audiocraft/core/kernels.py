@@ -83,6 +83,13 @@ class Kernel:
     def uses_bandwidths(self) -> bool:
         return self.name in DEFAULT_BANDWIDTHS
 
+    @property
+    def bandwidths_used(self) -> tuple[float, ...]:
+        """The bandwidths this kernel evaluates with: the given ones, else its defaults; () for dot kernels."""
+        if not self.uses_bandwidths:
+            return ()
+        return self.bandwidths if self.bandwidths is not None else DEFAULT_BANDWIDTHS[self.name]
+
     def warn_if_degenerate(self, stacklevel: int = 2) -> None:
         """The linear kernel warns: shuffling each codebook's rows keeps its column sums, so the statistic is ~0
         whatever the dependence and its gradient carries no independence signal."""
@@ -97,8 +104,7 @@ class Kernel:
         sigma; ValueError when it is not a positive finite number."""
         if not self.uses_bandwidths:
             return ResolvedKernel(self.name, "dot")
-        values = self.bandwidths if self.bandwidths is not None else DEFAULT_BANDWIDTHS[self.name]
-        variances = [b if self.bandwidth_mode == "variance" else b * b for b in values]
+        variances = [b if self.bandwidth_mode == "variance" else b * b for b in self.bandwidths_used]
         if median is not None:
             median = float(median)
             if not (median > 0 and math.isfinite(median)):

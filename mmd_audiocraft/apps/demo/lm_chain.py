@@ -4,6 +4,7 @@ what sampling 10 s of audio costs each pattern (autoregressive steps, measured s
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -22,10 +23,9 @@ def lm_args(codec_sig: str, pattern: str, budget: dict, seed: int) -> list[str]:
 
 def valid_cross_entropy(xp_dir: Path) -> dict:
     """The last epoch's valid cross-entropy of an LM XP: nats per code (audiocraft's `ce`) and bits."""
-    last = json.loads((xp_dir / "history.json").read_text())[-1]
-    ce = float(last["valid"]["ce"])
-    return {"ce_nats": ce, "ce_bits": ce / 0.6931471805599453, "epochs": len(json.loads(
-        (xp_dir / "history.json").read_text()))}
+    history = json.loads((xp_dir / "history.json").read_text())
+    ce = float(history[-1]["valid"]["ce"])
+    return {"ce_nats": ce, "ce_bits": ce / math.log(2), "epochs": len(history)}
 
 
 def autoregressive_steps(pattern: str, frames: int, n_q: int) -> int:
