@@ -18,6 +18,10 @@ SPLITS = ("train", "valid", "evaluate", "generate")
 TINY = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "optim.epochs=1",
         "optim.updates_per_epoch=4", "dataset.train.num_samples=64", "dataset.valid.num_samples=16",
         "dataset.evaluate.num_samples=8", "dataset.generate.num_samples=1", "evaluate.every=1"]
+# The tiny codec at batches of 4 on a few samples: for solvers composed and built in this process (`compose`).
+SMALL_CODEC = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "dataset.batch_size=4",
+               "dataset.train.num_samples=8", "dataset.valid.num_samples=4", "dataset.evaluate.num_samples=4",
+               "dataset.generate.num_samples=1"]
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download
 

@@ -225,11 +225,6 @@ def test_commands_run_elsewhere_are_run_there():
 @pytest.mark.slow
 def test_dry_runs_and_in_process_commands(tmp_path, tiny_corpus, lm_codec):
     """One process runs every DRY and IN_PROCESS command, document by document, in order."""
-    corpus = tmp_path / "corpus"
-    for rate in ("16khz", "32khz"):  # the fixture's 16 kHz files; the 32 kHz configs' loader resamples them
-        for split in ("train", "valid", "evaluate", "generate"):
-            (corpus / f"music_{rate}" / split).mkdir(parents=True)
-            shutil.copy(tiny_corpus / "music_16khz" / split / "data.jsonl", corpus / f"music_{rate}" / split)
     codec = lm_codec[1]
     shutil.copytree(codec, tmp_path / "chain" / "dora" / "xps" / codec.name)  # the walkthrough's SIG
     from .test_finetune import fake_hf_cache
@@ -246,7 +241,7 @@ def test_dry_runs_and_in_process_commands(tmp_path, tiny_corpus, lm_codec):
             if TABLE[doc][command.key] in (DRY, IN_PROCESS):
                 steps.append({"key": f"{doc}: {command.key}", "words": documentation.words(substituted(command))})
     (tmp_path / "steps.json").write_text(json.dumps(steps))
-    env = dora_env(tmp_path / "unused", corpus, WORK=str(tmp_path), LM_CODEC_SIG=codec.name,
+    env = dora_env(tmp_path / "unused", tiny_corpus, WORK=str(tmp_path), LM_CODEC_SIG=codec.name,
                    HF_HUB_CACHE=str(tmp_path / "hf"), PYTHON=sys.executable, PYTHONPATH=str(installed["site"]),
                    TORCH_HOME=str(installed["torch_home"]))
     results = run_driver([str(ROOT / "tests" / "dry_run_driver.py"), str(tmp_path / "steps.json")], env, tmp_path,

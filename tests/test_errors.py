@@ -3,20 +3,11 @@ in a process without `USER`; a checkpoint write that fails on a full disk says "
 path, and leaves the previous checkpoint intact."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from .conftest import seeded_solver
+from .conftest import RESULTS, SMALL_CODEC, dora_env, run_driver, seeded_solver
 
 pytestmark = pytest.mark.slow
-
-TINY = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "dataset.batch_size=4",
-        "dataset.train.num_samples=8", "dataset.valid.num_samples=4", "dataset.evaluate.num_samples=4",
-        "dataset.generate.num_samples=1"]
 
 
 def test_a_library_call_loads_a_codec_by_signature_without_user(trained_codec, tmp_path):
@@ -26,13 +17,11 @@ def test_a_library_call_loads_a_codec_by_signature_without_user(trained_codec, t
     code = ("import json, os\nassert 'USER' not in os.environ\n"
             "from mmd_audiocraft.integration.loaders import load_compression_model\n"
             f"loaded = load_compression_model('//sig/{xp.name}')\n"
-            "print(json.dumps({'info': loaded.info, 'kind': loaded.kind, 'user': os.environ['USER']}))")
-    env = {k: v for k, v in os.environ.items() if k not in ("USER", "LOGNAME")}
-    env.update(AUDIOCRAFT_DORA_DIR=str(dora_dir), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+            "out = {'info': loaded.info, 'kind': loaded.kind, 'user': os.environ['USER']}\n"
+            f"print({RESULTS!r} + json.dumps(out))")
+    env = dora_env(dora_dir)  # without USER
+    env.pop("LOGNAME", None)
+    out = run_driver(["-c", code], env, tmp_path)  # fails (with the output's tail) unless the call succeeds
     assert out["kind"] == "checkpoint" and out["info"]["num_codebooks"] == 4 and out["info"]["bins"] == 128
     assert out["user"]  # the default the loader set
 
@@ -42,7 +31,7 @@ def test_a_checkpoint_write_on_a_full_disk_names_the_cause_first_and_keeps_the_p
     /dev/full, where every write fails with "No space left on device"."""
     from mmd_audiocraft.integration.errors import CheckpointWriteError
 
-    xp = compose(*TINY, "losses.inde=1000")
+    xp = compose(*SMALL_CODEC, "losses.inde=1000")
     solver = seeded_solver(xp)
     with xp.enter():
         xp.folder.mkdir(parents=True, exist_ok=True)

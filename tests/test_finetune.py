@@ -8,7 +8,6 @@ the independence loss still runs its forward and backward on the loaded codec.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -62,15 +61,11 @@ def fake_hf_cache(cache: Path) -> Path:
 def started(tmp_path_factory, tiny_corpus):
     """The source codec XP and the paper-codec fine-tuning, started side by side."""
     root = tmp_path_factory.mktemp("finetune")
-    corpus32 = root / "corpus"
-    for split in ("train", "valid", "evaluate", "generate"):  # 16 kHz files, resampled by the loader
-        (corpus32 / "music_32khz" / split).mkdir(parents=True)
-        shutil.copy(tiny_corpus / "music_16khz" / split / "data.jsonl", corpus32 / "music_32khz" / split)
     snapshot = fake_hf_cache(root / "hf")
     runs = {
         "source": start_dora(["run", *SMALL, "optim.updates_per_epoch=2"], root / "dora", tiny_corpus),
         "hf": start_dora(["run", *PAPER_CODEC, "continue_from=//pretrained/facebook/encodec_32khz"], root / "hf_dora",
-                         corpus32, env_extra={"HF_HUB_CACHE": str(root / "hf"), "HF_HUB_OFFLINE": "1"}),
+                         tiny_corpus, env_extra={"HF_HUB_CACHE": str(root / "hf"), "HF_HUB_OFFLINE": "1"}),
     }
     yield root, runs, snapshot
     for run in runs.values():

@@ -38,10 +38,9 @@ def layer_of(module: str) -> str | None:
     parts = module.split(".")
     if len(parts) > 1 and parts[1] in LAYERS:
         return parts[1]
-    for name, layer in OTHERS.items():
-        if module == name or module.startswith(name + "."):
-            if name != PACKAGE or module == PACKAGE:
-                return layer
+    for name, layer in OTHERS.items():  # the package itself, or a module inside one of the others
+        if module == name or (name != PACKAGE and module.startswith(name + ".")):
+            return layer
     raise AssertionError(f"{module} sits in no layer folder: put it under {PACKAGE}/{{{','.join(LAYERS)}}}/")
 
 

@@ -14,7 +14,6 @@ cosine it logs is recomputed here from the audio it compared, with numpy (STFT, 
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import shutil
 import sys
@@ -34,9 +33,8 @@ from mmd_audiocraft.integration.metric_requirements import (
 )
 from mmd_audiocraft.integration.preflight import check_execute_only, check_generation_metrics
 
-from .conftest import dora_env, run_driver
+from .conftest import TINY_LM, dora_env, history, run_driver
 
-LM = ["solver=musicgen/musicgen_mmd_tiny"]
 CLAP_FILE = "music_audioset_epoch_15_esc_90.14.pt"  # audiocraft's metrics.text_consistency.clap.model_path
 FAKE_PACKAGES = ("hear21passt", "laion_clap")
 
@@ -98,7 +96,7 @@ def installed(tmp_path, monkeypatch):
 
 def evaluation_cfg(compose, fad_bin: Path, *extra: str):
     """The tiny LM with the paper's evaluation metrics (audiocraft's objective_eval: FAD, KL, CLAP) and chroma."""
-    return compose(*LM, "solver/musicgen/evaluation=objective_eval", "evaluate.metrics.chroma_cosine=true",
+    return compose(*TINY_LM, "solver/musicgen/evaluation=objective_eval", "evaluate.metrics.chroma_cosine=true",
                    f"metrics.fad.tf.bin={fad_bin}", *extra).cfg
 
 
@@ -153,10 +151,10 @@ def test_the_preflight_names_every_missing_item_one_per_line(compose, installed,
 def test_metrics_that_need_no_download_need_nothing_even_offline(compose, monkeypatch, tmp_path):
     monkeypatch.setenv("AUDIOCRAFT_REFERENCE_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("TF_PYTHON_EXE", str(tmp_path / "no-python"))
-    cfg = compose(*LM, "evaluate.metrics.base=true", "evaluate.metrics.chroma_cosine=true").cfg
+    cfg = compose(*TINY_LM, "evaluate.metrics.base=true", "evaluate.metrics.chroma_cosine=true").cfg
     assert missing_requirements(cfg) == []  # the CPU profile's evaluation
-    assert missing_requirements(compose(*LM, "evaluate.metrics.fad=true").cfg)  # FAD alone: needs its files
-    other = compose(*LM, "evaluate.metrics.chroma_cosine=true", "metrics.chroma_cosine.model=chroma_other").cfg
+    assert missing_requirements(compose(*TINY_LM, "evaluate.metrics.fad=true").cfg)  # FAD alone: needs its files
+    other = compose(*TINY_LM, "evaluate.metrics.chroma_cosine=true", "metrics.chroma_cosine.model=chroma_other").cfg
     with pytest.raises(ConfigError, match="metrics.chroma_cosine.model=chroma_other: audiocraft computes chroma "
                                           "cosine with chroma_base only"):
         check_generation_metrics(other)
@@ -170,7 +168,7 @@ def test_the_solver_is_not_built_while_a_metric_misses_something(compose, monkey
 
     install_solver_selection()
     monkeypatch.setenv("AUDIOCRAFT_REFERENCE_DIR", str(tmp_path))
-    xp = compose(*LM, "compression_model_checkpoint=//sig/0badc0de", "evaluate.metrics.text_consistency=true")
+    xp = compose(*TINY_LM, "compression_model_checkpoint=//sig/0badc0de", "evaluate.metrics.text_consistency=true")
     with xp.enter(), pytest.raises(ConfigError, match=r"^the evaluate stage's metrics need \d thing\(s\)"):
         audiocraft_train.get_solver(xp.cfg)
 
@@ -178,7 +176,7 @@ def test_the_solver_is_not_built_while_a_metric_misses_something(compose, monkey
 def test_execute_only_needs_a_model_to_run(compose):
     def refusal(*overrides) -> str:
         with pytest.raises(ConfigError) as error:
-            check_execute_only(compose(*LM, *overrides).cfg)
+            check_execute_only(compose(*TINY_LM, *overrides).cfg)
         return str(error.value)
 
     assert refusal("execute_only=evaluate").startswith(
@@ -187,8 +185,8 @@ def test_execute_only_needs_a_model_to_run(compose):
     assert refusal("execute_only=train") == "execute_only=train: expected one of generate, evaluate, valid"
     message = refusal("execute_only=evaluate", "continue_from=//sig/0badc0de")
     assert message.startswith("continue_from=//sig/0badc0de: ") and "/xps/0badc0de has no checkpoint.th" in message
-    check_execute_only(compose(*LM, "execute_only=evaluate", "execute_inplace=true").cfg)  # its own checkpoint
-    check_execute_only(compose(*LM).cfg)
+    check_execute_only(compose(*TINY_LM, "execute_only=evaluate", "execute_inplace=true").cfg)  # its own checkpoint
+    check_execute_only(compose(*TINY_LM).cfg)
 
 
 # -- the CPU profile's evaluation grid, end to end ----------------------------------------------------------------
@@ -253,7 +251,7 @@ def cpu_evaluation(tmp_path_factory, tiny_corpus, lm_codec, tiny_lm) -> dict:
     work = tmp_path_factory.mktemp("lm_eval")
     env = dora_env(work / "dora", tiny_corpus, MMD_GRID_PROFILE="cpu")
     results = run_driver(["-c", DRIVER, str(lm_codec[1] / "checkpoint.th"), str(tiny_lm), str(work)], env, work)
-    results["work"] = work
+    results["work"], results["folder"] = work, Path(results["folder"])
     return results
 
 
@@ -271,8 +269,8 @@ def test_the_grid_evaluates_each_lm_once_it_has_finished(cpu_evaluation):
 
 @pytest.mark.slow
 def test_the_evaluate_stage_logs_the_lms_cross_entropy_and_chroma_cosine(cpu_evaluation):
-    folder = Path(cpu_evaluation["folder"])
-    (epoch,) = json.loads((folder / "history.json").read_text())
+    folder = cpu_evaluation["folder"]
+    (epoch,) = history(folder)
     assert set(epoch) == {"evaluate"}
     metrics = epoch["evaluate"]
     log = (folder / "evaluate.log.0").read_text()
@@ -326,7 +324,7 @@ def chroma_cosine(preds, targets, sizes, sample_rate: int, n_fft: int = N_FFT) -
 
 @pytest.mark.slow
 def test_compare_shows_the_evaluation_beside_its_lm(cpu_evaluation):
-    (epoch,) = json.loads((Path(cpu_evaluation["folder"]) / "history.json").read_text())
+    (epoch,) = history(cpu_evaluation["folder"])
     (row,) = cpu_evaluation["compare"]["xps"]
     (lm,) = row["lm"]
     assert lm["sig"] == cpu_evaluation["lm"] and lm["modeling"] == "delay"

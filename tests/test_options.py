@@ -17,12 +17,9 @@ from mmd_audiocraft.integration.evaluation import EvaluateOptions
 from mmd_audiocraft.integration.guard import GuardOptions
 from mmd_audiocraft.integration.options import IndeOptions
 
-from .conftest import ROOT, run_dora, seeded_solver
+from .conftest import ROOT, SMALL_CODEC, run_dora, seeded_solver
 
 YAML = ROOT / "config" / "mmd_config.yaml"
-TINY = ["solver=compression/encodec_mmd_tiny", "dset=audio/mmd_music_16khz", "dataset.batch_size=4",
-        "dataset.train.num_samples=8", "dataset.valid.num_samples=4", "dataset.evaluate.num_samples=4",
-        "dataset.generate.num_samples=1"]
 
 
 def yaml_keys(node, prefix="inde.") -> list[str]:
@@ -99,16 +96,16 @@ def test_every_key_of_the_yaml_is_covered_here():
 @pytest.mark.parametrize("key", sorted(EVERY_KEY))
 def test_every_inde_key_takes_effect_and_a_bad_value_is_refused_naming_it(compose, key):
     value, holds, bad, message = EVERY_KEY[key]
-    default = IndeOptions.from_config(compose(*TINY, "losses.inde=1000").cfg)
-    options = IndeOptions.from_config(compose(*TINY, "losses.inde=1000", f"{key}={value}").cfg)
+    default = IndeOptions.from_config(compose(*SMALL_CODEC, "losses.inde=1000").cfg)
+    options = IndeOptions.from_config(compose(*SMALL_CODEC, "losses.inde=1000", f"{key}={value}").cfg)
     assert holds(options) and not holds(default)
     if bad is not None:
         with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(").replace("[", r"\[")):
-            IndeOptions.from_config(compose(*TINY, "losses.inde=1000", f"{key}={bad}").cfg)
+            IndeOptions.from_config(compose(*SMALL_CODEC, "losses.inde=1000", f"{key}={bad}").cfg)
 
 
 def test_the_kernel_reaches_the_math_as_one_object(compose):
-    options = IndeOptions.from_config(compose(*TINY, "losses.inde=1000", "inde.kernel=inverse",
+    options = IndeOptions.from_config(compose(*SMALL_CODEC, "losses.inde=1000", "inde.kernel=inverse",
                                               "inde.bandwidths=[3.0]", "inde.bandwidth_mode=variance").cfg)
     assert options.loss.kernel == Kernel("inverse", (3.0,), "variance", False)
     assert options.weight == 1000.0 and isinstance(options.weight, float)
@@ -125,7 +122,7 @@ def test_the_kernel_reaches_the_math_as_one_object(compose):
 ])
 def test_an_unknown_key_is_refused_naming_the_closest_key_and_the_yaml(compose, override, message):
     with pytest.raises(ConfigError) as error:
-        IndeOptions.from_config(compose(*TINY, override).cfg)
+        IndeOptions.from_config(compose(*SMALL_CODEC, override).cfg)
     assert message in str(error.value)
 
 
@@ -133,13 +130,13 @@ def test_without_plus_hydra_refuses_the_unknown_key_itself(compose):
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException, match="macrobatch"):
-        compose(*TINY, "inde.macrobatch=4")
+        compose(*SMALL_CODEC, "inde.macrobatch=4")
 
 
 @pytest.mark.slow
 def test_a_dora_run_with_an_unknown_key_stops_before_training_with_one_line(tmp_path, tiny_corpus):
     """The advice Hydra gives for `inde.macrobatch=4` is `+inde.macrobatch=4`: following it trains nothing."""
-    proc = run_dora(["run", *TINY, "losses.inde=1000", "+inde.macrobatch=4"], tmp_path / "dora", tiny_corpus,
+    proc = run_dora(["run", *SMALL_CODEC, "losses.inde=1000", "+inde.macrobatch=4"], tmp_path / "dora", tiny_corpus,
                     check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -157,18 +154,18 @@ def test_an_unknown_loss_is_refused_before_the_solver_is_built(compose, monkeypa
     from mmd_audiocraft.integration.preflight import check_before_build
 
     monkeypatch.setattr(builders, "get_audio_datasets", lambda *a, **k: pytest.fail("data built before the check"))
-    xp = compose(*TINY, "+losses.msspc=1")
+    xp = compose(*SMALL_CODEC, "+losses.msspc=1")
     with pytest.raises(ConfigError, match=r"losses\.msspc=1: audiocraft's compression solver has no loss named "
                                           r"'msspc': did you mean losses\.msspec\?"):
         check_before_build(xp.cfg, world_size=1)
-    check_before_build(compose(*TINY, "losses.inde=1000").cfg, world_size=1)  # the shipped keys pass
+    check_before_build(compose(*SMALL_CODEC, "losses.inde=1000").cfg, world_size=1)  # the shipped keys pass
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("weight,expected", [(0, ["inde.grad_ratio=1", "inde.guard.action=reduce"]), (1000, [])])
 def test_settings_that_need_the_loss_are_reported_when_it_is_off(compose, caplog, one_thread, weight, expected):
     caplog.set_level(logging.WARNING)
-    seeded_solver(compose(*TINY, f"losses.inde={weight}", "inde.grad_ratio=1", "inde.guard.action=reduce",
+    seeded_solver(compose(*SMALL_CODEC, f"losses.inde={weight}", "inde.grad_ratio=1", "inde.guard.action=reduce",
                           "inde.kernel=inverse"))
     warnings = [r.getMessage() for r in caplog.records if "only with the independence loss on" in r.getMessage()]
     if not expected:

@@ -18,11 +18,10 @@ import torch
 from mmd_audiocraft.integration.errors import ConfigError
 from mmd_audiocraft.integration.preflight import check_batch_sizes
 
-from .conftest import ROOT, TINY, finish, load_checkpoint, start_dora
+from .conftest import ROOT, TINY, TINY_LM, finish, load_checkpoint, start_dora
 
 CODEC = ["solver=compression/encodec_mmd_tiny", "dataset.batch_size=4", "dataset.train.num_samples=8",
          "dataset.valid.num_samples=4", "dataset.evaluate.num_samples=4"]
-LM = ["solver=musicgen/musicgen_mmd_tiny"]
 
 
 @pytest.fixture
@@ -51,7 +50,7 @@ def fails(build, *overrides) -> str:
 
 # -- batch sizes and shards over processes ----------------------------------------------------------------------
 def test_shipped_tiny_configs_split_over_two_processes(compose):
-    for cfg in (compose("solver=compression/encodec_mmd_tiny").cfg, compose(*LM).cfg):
+    for cfg in (compose("solver=compression/encodec_mmd_tiny").cfg, compose(*TINY_LM).cfg):
         sizes = [cfg.dataset.batch_size] + [cfg.dataset[s].batch_size for s in ("train", "valid", "evaluate",
                                                                                   "generate")
                                             if "batch_size" in cfg.dataset[s]]
@@ -163,23 +162,23 @@ def test_lm_codec_forms_build_and_mistakes_name_the_key(build, trained_codec, lm
         exported = export_encodec(good / "checkpoint.th", tmp_path / "export" / "compression_state_dict.bin")
     codec_weights = trained_tensors(load_checkpoint(good / "checkpoint.th")["best_state"]["model"])
     for form in (f"//sig/{good.name}", str(good), str(good / "checkpoint.th"), f"//pretrained/{exported}"):
-        solver = build(*LM, f"compression_model_checkpoint={form}")
+        solver = build(*TINY_LM, f"compression_model_checkpoint={form}")
         loaded = trained_tensors(solver.compression_model.state_dict())
         assert all(torch.equal(loaded[k], codec_weights[k]) for k in codec_weights), form
 
     key = "compression_model_checkpoint"
-    assert fails(build, *LM).startswith(f"{key}=None: give the codec the LM runs on: {key}=//sig/SIG")
+    assert fails(build, *TINY_LM).startswith(f"{key}=None: give the codec the LM runs on: {key}=//sig/SIG")
     renormalizing = str(trained_codec[1])
-    message = fails(build, *LM, f"{key}={renormalizing}")
+    message = fails(build, *TINY_LM, f"{key}={renormalizing}")
     assert message == (f"{key}={renormalizing}: this codec renormalizes its input (a scale per item), which "
                        "audiocraft's LM solvers do not support; train the codec with encodec.renormalize=false")
-    assert f"write {key}=//pretrained/{exported}" in fails(build, *LM, f"{key}={exported}")
-    assert "does not exist" in fails(build, *LM, f"{key}=//sig/0badc0de")
+    assert f"write {key}=//pretrained/{exported}" in fails(build, *TINY_LM, f"{key}={exported}")
+    assert "does not exist" in fails(build, *TINY_LM, f"{key}=//sig/0badc0de")
     sig = f"{key}=//sig/{good.name}"
     assert f"{sig} has 4 codebooks of 128 codes, which this LM config does not fit: set transformer_lm.card=128 (" \
-        in fails(build, *LM, sig, "transformer_lm.card=64")
-    assert "does not fit: set transformer_lm.n_q=4 (" in fails(build, *LM, sig, "transformer_lm.n_q=3")
-    assert "sample_rate=32000 but the codec" in fails(build, *LM, sig, "sample_rate=32000")
+        in fails(build, *TINY_LM, sig, "transformer_lm.card=64")
+    assert "does not fit: set transformer_lm.n_q=4 (" in fails(build, *TINY_LM, sig, "transformer_lm.n_q=3")
+    assert "sample_rate=32000 but the codec" in fails(build, *TINY_LM, sig, "sample_rate=32000")
 
 
 @pytest.mark.slow
@@ -195,11 +194,11 @@ def test_an_lm_codec_mismatch_names_every_key_to_change_and_following_it_builds(
         codec.folder.mkdir(parents=True, exist_ok=True)
         untrained.save_checkpoints()
     sig = f"compression_model_checkpoint=//sig/{codec.sig}"
-    message = fails(build, *LM, sig)
+    message = fails(build, *TINY_LM, sig)
     assert message.startswith(f"{sig} has 2 codebooks of 128 codes, which this LM config does not fit: set "
                               "transformer_lm.n_q=2 codebooks_pattern.delay.delays=[0,1] (they change together")
     advice = message.split(": set ", 1)[1].split(" (", 1)[0].split()
-    solver = build(*LM, sig, *advice)
+    solver = build(*TINY_LM, sig, *advice)
     assert (solver.model.n_q, solver.model.card) == (2, 128)
     assert solver.model.pattern_provider.delays == [0, 1]
 
@@ -215,7 +214,7 @@ def test_dora_runs_stop_before_training_with_one_line(tmp_path, tiny_corpus, tra
     runs = {
         "odd": start_dora(["run", "-d", "--ddp_workers", "2", *TINY, "dataset.batch_size=15"], tmp_path / "odd",
                           tiny_corpus),
-        "lm": start_dora(["run", *LM, f"compression_model_checkpoint=//sig/{codec.name}"], tmp_path / "lm",
+        "lm": start_dora(["run", *TINY_LM, f"compression_model_checkpoint=//sig/{codec.name}"], tmp_path / "lm",
                         tiny_corpus),
     }
     expected = {
