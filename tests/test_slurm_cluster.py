@@ -93,6 +93,7 @@ def slurm(tmp_path_factory):
         left = {name: pid for name, pid in pids.items() if alive(pid)}
         if left:
             raise RuntimeError(f"slurm daemons still running after stop: {left}")
+        shutil.rmtree(state, ignore_errors=True)  # its state (about 180 MB), once nothing runs from it
 
 
 def slurm_cmd(slurm: dict, *args: str) -> str:

@@ -37,10 +37,13 @@ def autoregressive_steps(pattern: str, frames: int, n_q: int) -> int:
     return provider.get_pattern(frames).num_sequence_steps
 
 
-def sampling_cost(xp_dir: Path, seconds: float = 10.0, timed_seconds: float = 0.5) -> dict:
+def sampling_cost(xp_dir: Path, seconds: float = 10.0, timed_seconds: float = 0.5, repeats: int = 3) -> dict:
     """What generating `seconds` of codes costs the LM XP's trained model (greedy, no conditioning text): the
     pattern's autoregressive steps, and seconds measured on `timed_seconds` of audio, scaled by the ratio of
-    steps (a tiny LM's step costs about the same at any position: its time is per-step overhead)."""
+    steps (a tiny LM's step costs about the same at any position: its time is per-step overhead).
+
+    Timed on one thread, the fastest of `repeats` runs after a warm-up one (as `timeit` advises): a single timing
+    right after the demo's parallel training, on a shared 2-core machine, once read 45x the quiet value."""
     from audiocraft.models.builders import get_lm_model
     from audiocraft.modules.conditioners import ConditioningAttributes
     from omegaconf import OmegaConf
@@ -56,11 +59,18 @@ def sampling_cost(xp_dir: Path, seconds: float = 10.0, timed_seconds: float = 0.
     n_q = int(cfg.transformer_lm.n_q)
     pattern = str(cfg.codebooks_pattern.modeling)
     frames, timed_frames = int(round(seconds * 50)), int(round(timed_seconds * 50))  # the tiny codec's 50 Hz
-    with torch.no_grad():
-        start = time.perf_counter()
-        codes = lm.generate(conditions=[ConditioningAttributes(text={"description": None})], num_samples=1,
-                            max_gen_len=timed_frames, use_sampling=False)
-        wall = time.perf_counter() - start
+    threads, walls = torch.get_num_threads(), []
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for _ in range(repeats + 1):  # the first is the warm-up
+                start = time.perf_counter()
+                codes = lm.generate(conditions=[ConditioningAttributes(text={"description": None})], num_samples=1,
+                                    max_gen_len=timed_frames, use_sampling=False)
+                walls.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    wall = min(walls[1:])
     if codes.shape[-1] != timed_frames:
         raise RuntimeError(f"{xp_dir}: generated {codes.shape[-1]} frames, asked {timed_frames}")
     steps, timed_steps = (autoregressive_steps(pattern, f, n_q) for f in (frames, timed_frames))
