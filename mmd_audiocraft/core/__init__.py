@@ -7,5 +7,5 @@ Imports nothing from audiocraft, Dora, Hydra or OmegaConf, and nothing from the 
     shuffle.py   factorized copies of joint rows         patterns.py  rows of codes a decoding pattern predicts together
     options.py   the loss's options (one object)         loss.py      the independence loss (paper Algorithm 1)
     sampling.py  permutations, a bounded row sample      metrics/     information measures of discrete codes
-    validation.py  the predicates the options check their fields with
+    validation.py  checks of input tensors and option values shared by the modules above
 """

@@ -26,6 +26,7 @@ import torch
 
 from .kernels import Kernel, ResolvedKernel, median_pairwise_distance
 from .sampling import random_permutation
+from .validation import check_tensor
 
 # Auto path selection: dense (plain autograd) when n*m is at most this, tiled otherwise. Measured on CPU
 # (2 cores, d = 24 and 512): the tiled path, which forms its gradient in the same pass, is as fast as dense
@@ -61,10 +62,7 @@ def full_fp32_precision(device_type: str):
 
 def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:
     for name, t in (("x", x), ("y", y)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape [rows, d], got {type(t).__name__}")
-        if t.dim() != 2:
-            raise ValueError(f"{name} must have shape [rows, d], got shape {tuple(t.shape)}")
+        check_tensor(t, name, ("rows", "d"))
         if t.shape[0] < 2:
             raise ValueError(f"{name} needs at least 2 rows for the U-statistic, got {t.shape[0]}")
     if x.shape[1] != y.shape[1]:

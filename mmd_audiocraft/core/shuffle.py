@@ -10,13 +10,11 @@ import torch
 
 from .options import MMD_ESTIMATORS
 from .sampling import random_permutation
+from .validation import check_tensor
 
 
 def _check_rows(z: torch.Tensor) -> None:
-    if not isinstance(z, torch.Tensor):
-        raise ValueError(f"z must be a torch.Tensor of shape [rows, K, N], got {type(z).__name__}")
-    if z.dim() != 3:
-        raise ValueError(f"z must have shape [rows, K, N], got shape {tuple(z.shape)}")
+    check_tensor(z, "z", ("rows", "K", "N"))
     if z.shape[1] < 2:
         raise ValueError(f"z needs K >= 2 codebooks to measure their dependence, got K = {z.shape[1]}")
 
