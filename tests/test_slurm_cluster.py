@@ -167,6 +167,14 @@ def tables(output: str) -> list[dict[str, str]]:
     return found
 
 
+def monitor_shows(run, state: str, count: int) -> bool:
+    """Whether the monitored `dora grid` has printed a table with at least `count` XPs in `state`: squeue lists a
+    job before the monitor's next table does, and a test that reads the states a monitor printed must wait for
+    them to be printed before it changes them (cancel, resume)."""
+    found = tables(run.log.read_text())
+    return bool(found) and sum(value == state for value in found[-1].values()) >= count
+
+
 def last_table(output: str) -> str:
     lines = ANSI.sub("", output).split("\n")
     start = max(i for i, line in enumerate(lines) if line.startswith("Base name"))
@@ -214,6 +222,7 @@ def campaign(slurm, tiny_corpus, tmp_path_factory):
         codecs = start_dora(["grid", "mmd_codec_decoding", *GRID, *POLL], dora_dir, tiny_corpus, env_extra=env)
         runs.append(codecs)
         wait_until(lambda: len(queue(slurm)) == 3, "3 codec jobs in the queue", 300, [codecs])
+        wait_until(lambda: monitor_shows(codecs, "PEN", 3), "the codec grid's table of 3 pending jobs", 300, [codecs])
         out["queue_codecs"] = queue(slurm)
         step("codecs queued")
         out["codec_sigs"] = sorted(p.name for p in (dora_dir / "grids" / "mmd_codec_decoding").iterdir())
@@ -233,6 +242,7 @@ def campaign(slurm, tiny_corpus, tmp_path_factory):
         lms = start_dora(["grid", "mmd_musicgen", *GRID, *POLL], dora_dir, tiny_corpus, env_extra=env)
         runs.append(lms)
         wait_until(lambda: len(queue(slurm)) == 3, "3 LM jobs in the queue", 300, [lms])
+        wait_until(lambda: monitor_shows(lms, "PEN", 3), "the LM grid's table of 3 pending jobs", 300, [lms])
         out["queue_lms"] = queue(slurm)
         step("LMs queued")
         runs.append(start_dora(["grid", "mmd_musicgen", "unroll", *GRID, "-C"], dora_dir, tiny_corpus,
