@@ -4,6 +4,7 @@ Count codes with `CodeCounts` (streams and merges), then estimate entropy, mutua
 correlation with a shuffle-null baseline, or get everything at once with `independence_report`.
 """
 
+from .agreement import code_agreement
 from .counts import CodeCounts, codes_to_rows, default_subsets, joint_key_fits_int64
 from .information import (
     ENTROPY_ESTIMATORS,
@@ -21,6 +22,7 @@ from .plot import plot_each_vs_rest
 from .report import NORMALISATIONS, SCHEMA_VERSION, codebook_usage, independence_report
 
 __all__ = [
+    "code_agreement",
     "CodeCounts",
     "codes_to_rows",
     "default_subsets",
