@@ -214,9 +214,11 @@ def main() -> int:
         if proc.returncode:
             raise SystemExit(f"LM step failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
         record = json.loads((work / "record.json").read_text())
-        lms = [p for p in (dora_dir / "xps").iterdir() if p.name != codec["codec_sig"]]
+        from mmd_audiocraft.integration import xps
+
+        lms = [p for p in xps.xps_dir(dora_dir).iterdir() if p.name != codec["codec_sig"]]
         (lm_folder,) = lms
-        history = json.loads((lm_folder / "history.json").read_text())
+        history = xps.read_history(lm_folder)
         result = {
             "what": "MusicGen-small (grids/_profile.py paper profile) on an untrained paper codec, CPU",
             "cpu_overrides": cpu_overrides(args.segment, args.batch, args.updates),

@@ -9,11 +9,13 @@ running the grid again later schedules them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing as tp
 from pathlib import Path
 
-SIG_PREFIX = "//sig/"
+from mmd_audiocraft.integration import xps
+from mmd_audiocraft.integration.xps import SIG_PREFIX, list_without_scheduling, read_history
+
+__all__ = ["SIG_PREFIX", "XPProgress", "launch_when_finished", "read_history", "sig_of", "xp_of"]
 
 
 def _main():
@@ -53,7 +55,7 @@ class XPProgress:
     @classmethod
     def of_xp(cls, xp) -> XPProgress:
         return cls(xp.sig, xp.folder, len(read_history(xp.folder)), int(xp.cfg.optim.epochs),
-                   (xp.folder / "checkpoint.th").exists())
+                   xps.checkpoint_of(xp.folder).exists())
 
     @classmethod
     def of_sig(cls, sig: str) -> XPProgress:
@@ -61,45 +63,15 @@ class XPProgress:
         try:
             xp = main.get_xp_from_sig(sig)
         except RuntimeError:  # no argv stored for this sig: never run nor initialised here
-            folder = main.dora.dir / main.dora.xps / sig
-            return cls(sig, folder, len(read_history(folder)), None, (folder / "checkpoint.th").exists())
+            folder = xps.xp_folder(sig, main.dora.dir)
+            return cls(sig, folder, len(read_history(folder)), None, xps.checkpoint_of(folder).exists())
         return cls.of_xp(xp)
-
-
-def read_history(folder: Path) -> list[dict]:
-    """Per-epoch metrics flashy wrote for an XP ([] when it has not finished an epoch)."""
-    path = folder / "history.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
 
 
 def sig_of(cfg, key: str = "compression_model_checkpoint") -> str | None:
     """The signature `cfg.<key>` points at (an LM's codec, an evaluation's LM with key="continue_from"), if it
     points at an XP."""
-    value = str(cfg.get(key) or "")
-    return value[len(SIG_PREFIX):] if value.startswith(SIG_PREFIX) else None
-
-
-def list_without_scheduling(launcher, *args):
-    """Put an XP in the grid (its table, `--init`) without ever scheduling it; returns its Sheep.
-
-    Uses Dora's Launcher internals (dora-search 0.1.12-0.1.13): the XP joins the herd but no job array, and
-    `dora grid` only submits the XPs of job arrays.
-    """
-    sub = launcher.bind(*args)
-    try:
-        herd, shepherd, argv, slurm = launcher._herd, launcher._shepherd, sub._argv, sub._slurm
-    except AttributeError as exc:
-        raise RuntimeError(f"this Dora version's Launcher changed ({exc}): waiting LMs cannot be listed; "
-                           "use dora-search 0.1.12 or 0.1.13") from None
-    herd.complete()  # keep the table in the order the grid lists its XPs
-    sheep = shepherd.get_sheep_from_argv(argv)
-    if sheep.xp.sig not in herd.sheeps:
-        herd.sheeps[sheep.xp.sig] = sheep
-        herd.slurm_configs[sheep.xp.sig] = slurm
-    return sheep
+    return xps.sig_of(cfg.get(key))
 
 
 def launch_when_finished(launcher, jobs: dict[str, tuple[tp.Any, list]], kind: str, upstream: str) -> list[str]:

@@ -5,6 +5,7 @@ import treetable as tt
 from audiocraft.grids.compression._explorers import CompressionExplorer
 from audiocraft.grids.musicgen._explorers import GenerationEvalExplorer, LMExplorer
 
+from . import _profile
 from ._chain import XPProgress, read_history, sig_of
 
 N_CODEBOOKS = 4  # the paper's codecs: one mi_rest column per codebook
@@ -16,7 +17,16 @@ def independence_leaves() -> list:
         tt.leaf(f"mi_rest_q{k}_bits", ".3f") for k in range(N_CODEBOOKS)]
 
 
-class MMDCompressionExplorer(CompressionExplorer):
+class SettingFolder:
+    """A grid folder per setting of the environment's inputs (grids/_profile.py `setting`): the seam around
+    Dora's run_grid (integration/seams.py) names the folder NAME@SETTING."""
+
+    @staticmethod
+    def setting() -> str:
+        return _profile.setting()
+
+
+class MMDCompressionExplorer(SettingFolder, CompressionExplorer):
     """CompressionExplorer plus the MMD value (train, valid) and the held-out independence metrics."""
 
     eval_metrics = ["sisnr", "visqol"]
@@ -33,7 +43,7 @@ class MMDCompressionExplorer(CompressionExplorer):
         ]
 
 
-class MMDLMExplorer(LMExplorer):
+class MMDLMExplorer(SettingFolder, LMExplorer):
     """LMExplorer plus the codec each LM reads: its sig, whether it has finished (else the LM is waiting and
     not scheduled) and its held-out independence, so one table reads like the paper's Table 2."""
 
@@ -57,7 +67,7 @@ class MMDLMExplorer(LMExplorer):
         return parts
 
 
-class MMDEvalExplorer(GenerationEvalExplorer):
+class MMDEvalExplorer(SettingFolder, GenerationEvalExplorer):
     """audiocraft's GenerationEvalExplorer (evaluate: ce, ppl, fad, kld, text_consistency, chroma_cosine) plus the
     LM each evaluation reads (`continue_from=//sig/SIG`): its sig and whether it has finished (else the evaluation
     waits, not scheduled), and the codec that LM runs on."""

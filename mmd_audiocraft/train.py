@@ -14,6 +14,7 @@ from dora import hydra_main  # noqa: E402
 
 from .integration.distributed import init_distributed  # noqa: E402
 from .integration.errors import CheckpointWriteError, ConfigError  # noqa: E402
+from .integration.xps import install_folder_rules  # noqa: E402
 
 install_all()  # every seam (integration/seams.py): config search path, checkpoints, solver selection and preflight
 
@@ -33,6 +34,7 @@ def main(cfg):
 main.dora.dir = audiocraft_train.main.dora.dir
 main.dora.shared = audiocraft_train.main.dora.shared
 main.dora.grid_package = "mmd_audiocraft.grids"
+install_folder_rules(main)  # execute_inplace and accept_codec_change unsigned; one-stage runs keep the XP's argv
 main._base_cfg.slurm = get_slurm_parameters(main._base_cfg.slurm)
 
 if __name__ == "__main__":

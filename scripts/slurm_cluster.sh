@@ -11,14 +11,15 @@
 # Every step is idempotent. All state (configs, pid files, logs, spool, the accounting database) lives in
 # $MMD_SLURM_DIR (default /tmp/mmd-slurm); ports $MMD_SLURM_PORT..+3 (default 16817: slurmctld, slurmd,
 # slurmdbd, MariaDB), so a system SLURM, munge or MariaDB on the same machine is left alone. The node is named
-# after `hostname -s`, has MMD_SLURM_CPUS CPUs (default: all) and ~90% of the memory, one partition `debug`
-# (audiocraft's default team partition). Jobs that can never fit are refused by sbatch (EnforcePartLimits).
+# after `hostname -s`, has MMD_SLURM_CPUS CPUs (default: all) and ~90% of the memory, one partition named
+# $MMD_SLURM_PARTITION (default `debug`, audiocraft's default team partition). Jobs that can never fit are refused by sbatch (EnforcePartLimits).
 # Packages: slurmctld slurmd slurm-client slurmdbd munge mariadb-server-core mariadb-client-core (~12 MB).
 set -euo pipefail
 
 DIR=${MMD_SLURM_DIR:-/tmp/mmd-slurm}
 PORT=${MMD_SLURM_PORT:-16817}
 CPUS=${MMD_SLURM_CPUS:-$(nproc)}
+PARTITION=${MMD_SLURM_PARTITION:-debug}
 HOST=$(hostname -s)
 CONF=$DIR/etc/slurm.conf
 PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server-core mariadb-client-core)  # no full MariaDB server
@@ -119,7 +120,7 @@ DefMemPerCPU=1024
 ReturnToService=2
 SchedulerParameters=sched_interval=2
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem_mb State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     cat >"$DIR/etc/slurmdbd.conf" <<EOF
 # Written by scripts/slurm_cluster.sh

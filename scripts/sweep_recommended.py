@@ -34,9 +34,10 @@ CANDIDATES = {
 
 def measure(name: str, sig: str, manifests: Path, gap, splits=("valid", "evaluate")) -> dict:
     from mmd_audiocraft.apps.demo.run import evaluate_codec, training_summary
+    from mmd_audiocraft.integration import xps
     from mmd_audiocraft.train import main as dora_main
 
-    out = {"xp": sig, "training": training_summary(dora_main.dora.dir / "xps" / sig)}
+    out = {"xp": sig, "training": training_summary(xps.xp_folder(sig, dora_main.dora.dir))}
     for split in splits:
         res = evaluate_codec(sig, manifests, quick=False, gap=gap if split == "evaluate" else None, split=split)
         report = res["report"]

@@ -149,8 +149,9 @@ def test_lm_xps_of_the_dora_dir_give_their_last_valid_ce_per_pattern(tmp_path, c
     assert table_line(out, "Reconstruction", "cod1")[-2:] == ["2.5000", "2.2500"]
     assert table_line(out, "Reconstruction", "cod2")[-2:] == ["-", "-"]
     rows = compare([str(codec)])["xps"]
-    assert rows[0]["lm"] == [{"sig": "lmd1", "modeling": "delay", "ce": 2.5, "epoch": 2, "evaluation": None},
-                             {"sig": "lmu1", "modeling": "unroll", "ce": 2.25, "epoch": 1, "evaluation": None}]
+    unrecorded = {"codec": "unrecorded", "warning": None, "evaluation": None}  # hand-made: no codec_provenance.json
+    assert rows[0]["lm"] == [{"sig": "lmd1", "modeling": "delay", "ce": 2.5, "epoch": 2, **unrecorded},
+                             {"sig": "lmu1", "modeling": "unroll", "ce": 2.25, "epoch": 1, **unrecorded}]
 
 
 def hand_made_evaluation(dora_dir: Path, sig: str, codec: str, lm: str, evaluate: dict) -> Path:
@@ -182,7 +183,8 @@ def test_lm_evaluations_give_the_papers_table_2_columns_per_pattern(tmp_path, ca
     assert first["lmd1"]["evaluation"] == {"sig": "ev02", "epoch": 1, "fad": 0.59, "kld": 0.46,
                                           "text_consistency": 0.37}  # the last one, Table 2's keys
     assert first["lmu1"]["evaluation"] == {"sig": "ev03", "epoch": 1, "chroma_cosine": 0.25, "ce": 3.5, "ppl": 33.1}
-    assert rows[1]["lm"] == [{"sig": "lmd2", "modeling": "delay", "ce": 2.0, "epoch": 1, "evaluation": None}]
+    assert rows[1]["lm"] == [{"sig": "lmd2", "modeling": "delay", "ce": 2.0, "epoch": 1, "codec": "unrecorded",
+                              "warning": None, "evaluation": None}]
     assert cli.main(["compare", str(codec), str(other)]) == 0
     out = capsys.readouterr().out
     headers = out.split("LM evaluations", 1)[1].splitlines()[1].split()
@@ -306,7 +308,7 @@ def test_lm_cross_entropy_and_cached_factorization_gap_sit_on_their_codec(weight
     sig, lm = weights_grid["sig"], weights_grid["lm"]
     (epoch,) = history(lm)
     assert rows[sig[0.0]]["lm"] == [{"sig": lm.name, "modeling": "delay", "ce": epoch["valid"]["ce"], "epoch": 1,
-                                     "evaluation": None}]
+                                     "codec": "same", "warning": None, "evaluation": None}]
     assert all(r["lm"] == [] for s, r in rows.items() if s != sig[0.0])
     assert rows[sig[1000.0]]["factorization_gap"] == weights_grid["gap"]
     assert all(r["factorization_gap"] is None for s, r in rows.items() if s != sig[1000.0])

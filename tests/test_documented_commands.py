@@ -23,11 +23,16 @@ from pathlib import Path
 
 import pytest
 
+from mmd_audiocraft.integration.xps import DRIFT_CACHE_NAMES
+
 from . import documentation
 from .conftest import ROOT, dora_env, run_driver
 
 RUN, IN_PROCESS, DRY = "run", "in-process", "dry-run"
 CI = "CI: .ci/run runs it"
+ADVICE = ("a refusal's advice: tests/test_evaluate_only.py and tests/test_grid_clear.py run it as the refusal "
+          "prints it, and check that it is the documented command")
+INSTALL = "tests/test_install_metadata.py::test_the_documented_install_into_a_torch_environment_pairs_its_stack"
 SETUP = "make setup: scripts/setup_env.sh installs both packages the same way (editable, offline)"
 DEMO_QUICK = "CI: .ci/run runs `make demo-quick`, this target with --quick"
 DDP = "tests/test_distributed.py::test_two_process_training_run"
@@ -62,8 +67,14 @@ TABLE = {
     },
     "docs/INSTALL.md": {
         "pip install -e /path/to/audiocraft --no-deps": SETUP,
-        "pip install -e /path/to/mmd-audiocraft": SETUP,
+        "pip install -e /path/to/mmd-audiocraft[torch21]": INSTALL,
+        "pip install -e /path/to/mmd-audiocraft[torch211]": INSTALL,
         f"{CODEC32} dset=<your dset> losses.inde=1000": DRY,
+    },
+    "docs/RUNS.md": {
+        "dora -P mmd_audiocraft run -f SIG execute_only=evaluate execute_inplace=true": ADVICE,
+        "dora -P mmd_audiocraft run -f SIG continue_from=//sig/SIG execute_only=evaluate": ADVICE,
+        "dora -P mmd_audiocraft run --clear -f SIG": ADVICE,
     },
     "docs/TRAINING.md": {
         f"{CODEC32} dset=audio/mmd_music_32khz losses.inde=1000": DRY,
@@ -89,7 +100,9 @@ TABLE = {
     "docs/MEASURING.md": {
         "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir [--max-frames N] "
         "[--pattern delay|parallel] [--json OUT.json] [--plot OUT.png] [--batch-size 8] [--segment 10] "
-        "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint] [--gap]": RUN,
+        "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint] [--gap] [--reference MODEL] [--stability]": RUN,
+        "mmd-audiocraft measure --model //sig/SIG --reference //sig/SOURCE --stability --data /path/to/manifest_dir "
+        "--json moved.json": RUN,
         # the same command as the README's, which the compare test reads
         "mmd-audiocraft compare mmd_codec_weights --json weights.json --plot weights.png": COMPARE,
     },
@@ -169,7 +182,7 @@ SUBSTITUTIONS = {
     "docs/GRIDS.md": [(r"/checkpoint/\$USER/mmd", "$WORK/grids/dora"), *METRIC_DOWNLOADS],
     "docs/MEASURING.md": [(r"\s*\\\n\s*", " "), (r"\s*\[[^\]]*\]", ""),
                           (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"),
-                          (r"//sig/SIG\b", "//sig/$TINY_SIG")],
+                          (r"//sig/SIG\b", "//sig/$TINY_SIG"), (r"//sig/SOURCE\b", "//sig/$TINY_SIG")],
     "docs/MULTI_GPU.md": [],
     "examples/cluster_walkthrough.md": [(r"/checkpoint/\$USER/mmd", "$WORK/cluster/dora"), (r" -t 2\b", " --folder 2"),
                                         *METRIC_DOWNLOADS,
@@ -213,11 +226,14 @@ def test_commands_run_elsewhere_are_run_there():
     setup = (ROOT / "scripts" / "setup_env.sh").read_text()
     assert 'pip install --quiet --no-deps --no-build-isolation -e "$src"' in setup  # audiocraft's sdist
     assert 'pip install --quiet --no-deps --no-build-isolation -e "$root"' in setup  # this checkout
-    from . import conftest, test_compare, test_distributed
+    from . import conftest, test_compare, test_distributed, test_install_metadata
+
+    install_test = test_install_metadata.test_the_documented_install_into_a_torch_environment_pairs_its_stack
 
     # the tests named in TABLE read their command from the documentation
     for how, function in ((DDP, test_distributed.test_two_process_training_run),
-                          (TINY_CODEC, conftest.trained_codec), (COMPARE, test_compare.weights_grid)):
+                          (TINY_CODEC, conftest.trained_codec), (COMPARE, test_compare.weights_grid),
+                          (INSTALL, install_test)):
         assert how in {h for table in TABLE.values() for h in table.values()}
         assert "documented(" in inspect.getsource(getattr(function, "__wrapped__", function)), how
 
@@ -268,6 +284,8 @@ def test_measure_commands_on_the_documented_tiny_codec(doc, tmp_path, tiny_corpu
     dora_dir, codec = trained_codec
     proc = bash(run_commands(doc), tmp_path, AUDIOCRAFT_DORA_DIR=str(dora_dir), TINY_SIG=codec.name,
                 CORPUS=str(tiny_corpus), HF_HUB_OFFLINE="1")
+    for name in DRIFT_CACHE_NAMES.values():  # `--reference` on the session's codec cached these in its folder
+        (codec / name).unlink(missing_ok=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Paper protocol" in proc.stdout and "Traceback" not in proc.stderr
 

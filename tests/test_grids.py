@@ -26,12 +26,13 @@ import dora.grid, dora.shep
 from dora.__main__ import main as dora_main
 
 codec_grids, lm_grids = json.loads(sys.argv[1])
-listed, submitted, slurm = {}, [], {}
+listed, submitted, slurm, folders = {}, [], {}, []
 stock_run_grid = dora.grid.run_grid
 
 def recording_run_grid(main, explorer, grid_name, *args, **kwargs):
     sheeps = stock_run_grid(main, explorer, grid_name, *args, **kwargs)
-    listed[grid_name] = [{"sig": s.xp.sig, "argv": list(s.xp.argv)} for s in sheeps]
+    listed[grid_name.split("@")[0]] = [{"sig": s.xp.sig, "argv": list(s.xp.argv)} for s in sheeps]
+    folders.append(grid_name)  # NAME@SETTING: one grid folder per setting of the inputs
     return sheeps
 
 dora.grid.run_grid = recording_run_grid
@@ -41,6 +42,8 @@ def record_submission(self, job_array):
         slurm[sheep.xp.sig] = dataclasses.asdict(job_array.slurm_config)
 
 dora.shep.Shepherd._submit = record_submission
+import mmd_audiocraft.integration.grid_check as grid_check
+grid_check.grid_problems = lambda main, explorer: []  # what the check finds: tests/test_grid_check.py
 
 def grid(name, *flags):
     out = io.StringIO()
@@ -90,7 +93,8 @@ preflight.check_generation_metrics, dora.shep.Shepherd._submit = stock_check, st
 from audiocraft.environment import AudioCraftEnvironment
 results["audiocraft_partitions"] = AudioCraftEnvironment.get_slurm_partitions(["team", "global"])
 
-os.environ["MMD_GRID_PROFILE"] = "cpu"  # the same grids at CPU scale
+os.environ["MMD_GRID_PROFILE"] = "cpu"  # the same grids at CPU scale, on its own (the demo's) corpus
+os.environ.pop("MMD_DSET")
 results["cpu_codecs"] = grid("mmd_codec_decoding", "--dry_run", "--init")
 results["cpu_finished_codec"] = finish_baseline()
 submitted.clear(), slurm.clear()
@@ -102,6 +106,10 @@ try:
 except ValueError as exc:
     results["unknown_profile"] = str(exc)
 os.environ.pop("MMD_GRID_PROFILE")
+try:  # the paper profile with no data given
+    grid("mmd_codec_decoding", "--dry_run")
+except ValueError as exc:
+    results["no_data"] = str(exc)
 
 paper = main.get_xp(["solver=compression/encodec_mmd_musicgen_32khz"]).cfg
 pvq = main.get_xp(["solver=compression/encodec_mmd_musicgen_32khz", "model=encodec/encodec_pvq_nq4"]).cfg
@@ -114,6 +122,7 @@ results["paper"] = {
     "hop": __import__("math").prod(paper.seanet.ratios), "quantizer": paper.encodec.quantizer,
     "pvq_quantizer": pvq.encodec.quantizer, "pvq": dict(pvq.pvq), "pvq_hop": __import__("math").prod(pvq.seanet.ratios),
 }
+results["folders"] = folders
 print("@@RESULTS@@" + json.dumps(results))
 """
 
@@ -122,7 +131,8 @@ print("@@RESULTS@@" + json.dumps(results))
 def grids(tmp_path_factory) -> dict:
     dora_dir = tmp_path_factory.mktemp("grids") / "dora"
     empty = dora_dir.parent / "empty"  # no reference files, no Hugging Face cache; an interpreter without TensorFlow
-    env = dora_env(dora_dir, AUDIOCRAFT_REFERENCE_DIR=str(empty), HF_HUB_CACHE=str(empty), TF_PYTHON_EXE=sys.executable)
+    env = dora_env(dora_dir, AUDIOCRAFT_REFERENCE_DIR=str(empty), HF_HUB_CACHE=str(empty), TF_PYTHON_EXE=sys.executable,
+                   MMD_DSET="audio/mmd_music_32khz")  # the paper profile trains on the data it is given
     results = run_driver(["-c", DRIVER, json.dumps([list(CODEC_GRIDS), list(LM_GRIDS)])], env, dora_dir.parent)
     results["dora_dir"] = dora_dir
     return results
@@ -214,6 +224,18 @@ def test_cpu_profile_runs_the_same_grids_on_tiny_configs_and_one_cpu(grids):
         assert (config["gpus"], config["cpus_per_gpu"], config["mem_per_gpu"], config["time"]) == (0, 1, 3, 15)
         assert config["partition"] == grids["audiocraft_partitions"]
     assert "MMD_GRID_PROFILE='gpu'" in grids["unknown_profile"] and "'cpu'" in grids["unknown_profile"]
+
+
+def test_paper_profile_refuses_without_your_data_and_each_setting_has_its_own_grid_folder(grids):
+    assert grids["no_data"] == (
+        "MMD_GRID_PROFILE=paper trains on your 32 kHz music: export MMD_DATA=/path/to/manifests (folders train/ "
+        "valid/ evaluate/ generate/ of audiocraft manifests) or MMD_DSET=audio/NAME (a dset config); docs/DATA.md "
+        "says how to make them")
+    folders = grids["folders"]
+    paper = [f for f in folders if f.startswith("mmd_codec_decoding@paper-")]
+    assert paper and len(set(paper)) == 1  # MMD_DSET set: the paper setting, hashed
+    assert "mmd_codec_decoding@cpu" in folders  # the CPU profile with its own corpus: no inputs to hash
+    assert all("@" in f for f in folders)
 
 
 def test_paper_codec_config_composes_with_the_papers_settings(grids):

@@ -179,13 +179,19 @@ def test_execute_only_needs_a_model_to_run(compose):
             check_execute_only(compose(*TINY_LM, *overrides).cfg)
         return str(error.value)
 
-    assert refusal("execute_only=evaluate").startswith(
-        "execute_only=evaluate runs one stage of a trained model, and continue_from is not set: give the model "
-        "with continue_from=//sig/SIG")
+    assert refusal("execute_only=evaluate") == (
+        "execute_only=evaluate runs one stage of a trained model, and continue_from is not set: use "
+        "`dora -P mmd_audiocraft run -f SIG execute_only=evaluate execute_inplace=true` (in that XP, on its own "
+        "checkpoint; writes only evaluate.log.0 there) or `dora -P mmd_audiocraft run -f SIG "
+        "continue_from=//sig/SIG execute_only=evaluate` (a new XP that logs the evaluate metrics in its "
+        "history.json)")  # followed as typed in tests/test_evaluate_only.py
     assert refusal("execute_only=train") == "execute_only=train: expected one of generate, evaluate, valid"
     message = refusal("execute_only=evaluate", "continue_from=//sig/0badc0de")
     assert message.startswith("continue_from=//sig/0badc0de: ") and "/xps/0badc0de has no checkpoint.th" in message
-    check_execute_only(compose(*TINY_LM, "execute_only=evaluate", "execute_inplace=true").cfg)  # its own checkpoint
+    check_execute_only(compose(*TINY_LM, "execute_only=evaluate", "execute_inplace=true").cfg, resuming=True)
+    assert refusal("execute_only=evaluate", "execute_inplace=true").startswith(  # no checkpoint: nothing to run
+        "execute_only=evaluate execute_inplace=true: this XP (SIG) has no checkpoint.th, so there are no trained "
+        "weights to run")
     check_execute_only(compose(*TINY_LM).cfg)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +21,7 @@ from mmd_audiocraft.core.metrics import independence_report
 from mmd_audiocraft.core.sampling import VectorSample
 from mmd_audiocraft.integration.loaders import LoadedModel
 
-from .conftest import MUSIC_FIXTURE, dora_env
+from .conftest import MUSIC_FIXTURE, TINY, dora_env, run_dora, xp_dirs
 
 # ------------------------------------------------------------------------------------------ fake codec
 HOP, SR, K, BINS = 10, 100, 3, 5  # 10 codec frames per second
@@ -41,18 +43,24 @@ class FakeQuantizer:
 
 
 class FakeCodec:
-    """Encodes each frame of HOP samples to the K codes written in its first K samples (so tests choose codes)."""
+    """Encodes each frame of HOP samples to the K codes written in its first K samples (so tests choose codes);
+    decodes codes to such frames. With `shift=k`, codebook k's code of every third frame of a segment (t % 3 == 0)
+    is encoded one higher (mod BINS): a codec whose codes moved there, and which moves them again when it
+    encodes its own output."""
     sample_rate, channels, frame_rate, num_codebooks, cardinality = SR, 1, SR / HOP, K, BINS
 
-    def __init__(self, corrupt=None):
+    def __init__(self, corrupt=None, shift=None):
         self.quantizer = FakeQuantizer()
         self.corrupt = corrupt
+        self.shift = shift
         self.batch_sizes = []
 
     def encode(self, x):
         self.batch_sizes.append(x.shape[0])
         T = x.shape[-1] // HOP
         codes = x[:, 0, : T * HOP].reshape(x.shape[0], T, HOP)[:, :, :K].round().long().transpose(1, 2)
+        if self.shift is not None:
+            codes[:, self.shift, ::3] = (codes[:, self.shift, ::3] + 1) % BINS
         if self.corrupt == "range":
             codes = codes + BINS
         elif self.corrupt == "shape":
@@ -60,6 +68,12 @@ class FakeCodec:
         elif self.corrupt == "float":
             codes = codes.float()
         return codes, None
+
+    def decode(self, codes, scale=None):
+        assert scale is None
+        frames = torch.zeros(codes.shape[0], codes.shape[-1], HOP)
+        frames[:, :, :K] = codes.transpose(1, 2).float()
+        return frames.reshape(codes.shape[0], 1, -1)
 
 
 def fake_audio(codes: np.ndarray) -> np.ndarray:
@@ -205,6 +219,88 @@ def test_bad_codes_are_one_line_errors(fake_data, monkeypatch, capsys, tmp_path)
     assert len(err) == 1 and "outside [0, 5)" in err[0]
 
 
+def moved_fraction(files, codes, segment_seconds) -> float:
+    """Hand count: the fraction of codec frames whose index t within their segment has t % 3 == 0."""
+    seg_frames = int(round(segment_seconds * SR)) // HOP
+    lengths = [min(seg_frames, codes[f.path].shape[1] - s0) for f in files
+               for s0 in range(0, codes[f.path].shape[1], seg_frames)]
+    return sum(math.ceil(n / 3) for n in lengths) / sum(lengths)
+
+
+def test_agreement_and_stability_of_moved_codes(fake_data):
+    """A codec moving codebook 1's code on every third frame: agreement with the unmoved codec and stability
+    under re-encoding are both 1 - that fraction on codebook 1 (and jointly), 1.0 elsewhere; itself agrees 1.0."""
+    files, codes = fake_data
+    moved = moved_fraction(files, codes, 0.8)
+    assert 0.3 < moved < 0.45  # tails of 1, 2 frames: more than a third
+    result = measure.measure_model(loaded(FakeCodec(shift=1)), files, pattern="parallel", segment_seconds=0.8,
+                                   batch_size=2, null_shuffles=0, mmd_rows=0, progress=False,
+                                   reference=loaded(FakeCodec()), stability=True)
+    n = sum(c.shape[1] for c in codes.values())
+    for key in ("code_agreement", "code_stability"):
+        assert result[key]["n_codec_frames"] == n == result["n_codec_frames"]
+        assert result[key]["per_codebook"] == pytest.approx([1.0, 1 - moved, 1.0], abs=1e-12)
+        assert result[key]["joint"] == pytest.approx(1 - moved, abs=1e-12)
+    assert (result["code_agreement"]["reference"], result["code_agreement"]["reference_kind"]) == ("fake", "checkpoint")
+    # frames of 10 samples: no segment is as long as the mel window, so nothing is scored
+    assert result["code_stability"]["reconstruction"] == {"mel_l1": None, "sisnr_db": None, "seconds": 0.0}
+    same = measure.measure_model(loaded(FakeCodec()), files, segment_seconds=0.8, null_shuffles=0, mmd_rows=0,
+                                 progress=False, reference=loaded(FakeCodec()), stability=True)
+    for key in ("code_agreement", "code_stability"):
+        assert same[key]["per_codebook"] == [1.0, 1.0, 1.0] and same[key]["joint"] == 1.0
+    assert "code_agreement" not in measure.measure_model(loaded(FakeCodec()), files, null_shuffles=0, mmd_rows=0,
+                                                         progress=False)
+
+
+def test_reference_that_tokenizes_differently_is_one_line(fake_data, monkeypatch, capsys, tmp_path):
+    files, _ = fake_data
+
+    class Coarser(FakeCodec):
+        cardinality = BINS + 1
+
+    with pytest.raises(measure.MeasureInputError, match=r"3 x 6 codes at 10 Hz, but --model fake is 100 Hz, "
+                                                        r"1 channel\(s\), 3 x 5 codes at 10 Hz"):
+        measure.measure_model(loaded(FakeCodec()), files, reference=loaded(Coarser()), progress=False)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"path": str(f.path), "duration": f.duration,
+                                            "sample_rate": SR}) + "\n" for f in files))
+    models = {"fake": FakeCodec(), "coarser": Coarser()}
+    monkeypatch.setattr(measure, "load_compression_model", lambda spec, **kwargs: LoadedModel(
+        models[spec], spec, spec, "checkpoint", {}))
+    message = one_line_error(capsys, ["measure", "--model", "fake", "--reference", "coarser", "--data",
+                                      str(manifest), "--no-progress"])
+    assert "--reference coarser: 100 Hz, 1 channel(s), 3 x 6 codes at 10 Hz, but --model fake is" in message
+    assert "same sample rate, channels, frame rate, number of codebooks and cardinality" in message
+
+
+def test_compare_shows_the_cached_code_reports_and_checks_them(tmp_path, capsys):
+    """What `measure --reference --stability` caches in an XP folder, as compare reads and shows it."""
+    from mmd_audiocraft.apps.compare import CODE_DRIFT_FILES
+
+    from .test_compare import TINY_ARGV, hand_made_xp
+    from .test_compare import one_line_error as compare_error
+
+    xp = hand_made_xp(tmp_path / "dora", "ft01", [*TINY_ARGV, "losses.inde=10"], [{"evaluate": {"tc_all_bits": 0.2}}])
+    recon = {"mel_l1": 0.8125, "sisnr_db": 4.5, "seconds": 12.0}
+    agreement = {"reference": "//sig/src0", "per_codebook": [0.875, 0.75, 0.5], "joint": 0.375, "n_codec_frames": 8,
+                 "reconstruction": {"model": recon, "reference": {**recon, "mel_l1": 0.75, "sisnr_db": 5.25}}}
+    stability = {"per_codebook": [1.0, 0.625, 0.25], "joint": 0.125, "n_codec_frames": 8, "reconstruction": recon}
+    (xp / CODE_DRIFT_FILES["code_agreement"]).write_text(json.dumps(agreement))
+    assert cli.main(["compare", str(xp), "--json", str(tmp_path / "only_agreement.json")]) == 0
+    row = json.loads((tmp_path / "only_agreement.json").read_text())["xps"][0]
+    assert row["code_agreement"] == agreement and row["code_stability"] is None
+    assert re.search(r"0\.375\s+0\.875 0\.750 0\.500\s+-\s+-\s+0\.8125 / 0\.7500", capsys.readouterr().out)
+    (xp / CODE_DRIFT_FILES["code_stability"]).write_text(json.dumps(stability))
+    assert cli.main(["compare", str(xp)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "//sig/src0" in ln)
+    assert re.search(r"ft01\s+0\.375\s+0\.875 0\.750 0\.500\s+0\.125\s+1\.000 0\.625 0\.250\s+0\.8125 / 0\.7500\s+"
+                     r"4\.50 / 5\.25\s+//sig/src0$", line), line
+    (xp / CODE_DRIFT_FILES["code_stability"]).write_text(json.dumps({**stability, "joint": 1.5}))
+    message = compare_error(capsys, ["compare", str(xp)])
+    assert "code_stability.json: expected 'per_codebook' (a list) and 'joint' fractions in [0, 1]" in message
+
+
 def test_plan_segments_and_manifest_reading(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"")
     with gzip.open(tmp_path / "data.jsonl.gz", "wt") as f:  # relative path: resolved beside the manifest
@@ -308,6 +404,51 @@ def independent_codes(trained_codec, tiny_corpus) -> tuple[list[np.ndarray], int
             with torch.no_grad():
                 out.append(model.encode(torch.from_numpy(wav[start: start + sr])[None, None])[0][0].numpy())
     return out, model.cardinality
+
+
+def encode_by_hand(xp: Path, manifest: Path) -> dict:
+    """Each 1 s segment of the manifest's files, in order, read with soundfile, through the codec loaded by
+    audiocraft's own loader (not the CLI's path): {"audio": [1, T] arrays, "codes": [K, frames], "decoded": the
+    decoded audio cut to the segment, "again": the codes of that decoded audio}."""
+    import soundfile as sf
+    from audiocraft.solvers.compression import CompressionSolver
+
+    from mmd_audiocraft.integration.process import prepare_process
+    from mmd_audiocraft.integration.seams import install_solver_selection, trusting_torch_load
+
+    prepare_process()
+    install_solver_selection()
+    with trusting_torch_load():  # torch >= 2.6 cannot load training checkpoints weights-only
+        model = CompressionSolver.model_from_checkpoint(xp / "checkpoint.th")
+    out = {"audio": [], "codes": [], "decoded": [], "again": []}
+    for line in manifest.read_text().splitlines():
+        wav, sr = sf.read(json.loads(line)["path"], dtype="float32")
+        for start in range(0, len(wav), sr):
+            x = torch.from_numpy(wav[start: start + sr])[None, None]
+            with torch.no_grad():
+                codes, scale = model.encode(x)
+                decoded = model.decode(codes, scale)[..., : x.shape[-1]]
+                again = model.encode(decoded)[0]
+            for key, value in (("audio", x[0]), ("codes", codes[0]), ("decoded", decoded[0]), ("again", again[0])):
+                out[key].append(value.numpy())
+    return out
+
+
+def si_snr_db(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float:
+    """SI-SNR in dB of a signal shorter than 5 s, as audiocraft's SISNR defines it (Le Roux et al. 2019, in one
+    window of 5 s zero-padded at the end, the float32 epsilon times the window added to both energies)."""
+    window = 5 * sample_rate
+    reference, estimate = (np.pad(a.astype(np.float64), (0, window - len(a))) for a in (reference, estimate))
+    reference, estimate = reference - reference.mean(), estimate - estimate.mean()
+    eps = np.finfo(np.float32).eps * window
+    target = (estimate @ reference) / (eps + reference @ reference) * reference
+    noise = estimate - target
+    return float(10 * (np.log10(eps + target @ target) - np.log10(eps + noise @ noise)))
+
+
+def _cells(recon: dict) -> str:
+    """A reconstruction row of measure's table: mel L1, SI-SNR, seconds."""
+    return f"{recon['mel_l1']:8.4f}{recon['sisnr_db']:12.2f}{recon['seconds']:9.1f}"
 
 
 def rows_of(codes: list[np.ndarray], pattern: str) -> np.ndarray:
@@ -447,8 +588,9 @@ def test_hub_name_without_hub_is_one_line_naming_the_local_forms(fixture_manifes
                                       str(fixture_manifest)])
     assert "--model //pretrained/facebook/encodec_32khz: facebook/encodec_32khz is not a local path, so it names " \
            "a Hugging Face model, which needs the hub" in message
-    assert "//pretrained//ABSOLUTE/PATH/compression_state_dict.bin (an exported package), //sig/SIG or a " \
-           "checkpoint path" in message
+    assert "//pretrained//ABSOLUTE/PATH/compression_state_dict.bin (an exported package), " \
+           "//pretrained//ABSOLUTE/FOLDER with config.json + model.safetensors (a transformers EnCodec folder, e.g. " \
+           "facebook/encodec_32khz downloaded by hand), //sig/SIG or a checkpoint path" in message
     missing = tmp_path / "nowhere.bin"
     assert f"no such file or folder {missing}" in one_line_error(
         capsys, ["measure", "--model", f"//pretrained/{missing}", "--data", str(fixture_manifest)])
@@ -486,3 +628,91 @@ def test_gap_on_too_few_segments_is_an_input_error_naming_the_option():
     codes = [np.zeros((1, 4, 50), dtype=np.int16)] * 2
     with pytest.raises(measure.MeasureInputError, match=r"--gap: need at least 3 items .* got 2"):
         measure.gap_report(codes, 128, "delay", GapOptions(seeds=(0,)))
+
+
+@pytest.fixture(scope="module")
+def finetuned(trained_codec, tiny_corpus, tmp_path_factory) -> Path:
+    """XP folder of `trained_codec` fine-tuned with the loss for 2 updates (`continue_from`, a Dora dir of its own)."""
+    source = trained_codec[1] / "checkpoint.th"
+    dora_dir = tmp_path_factory.mktemp("finetuned") / "dora"
+    run_dora(["run", *TINY, "losses.inde=1000", "optim.updates_per_epoch=2", f"continue_from={source}"], dora_dir,
+             tiny_corpus)
+    (xp,) = xp_dirs(dora_dir)
+    return xp
+
+
+@pytest.mark.slow
+def test_measure_reference_and_stability_against_codes_encoded_here(trained_codec, finetuned, tiny_corpus, tmp_path,
+                                                                    capsys):
+    """A fine-tuned codec against its source (`--reference`) and re-encoding its own output (`--stability`): the
+    fractions are those of the codes that audiocraft's own loader gives on the same 1 s segments, counted with
+    numpy; compare shows what measure cached in the XP folder."""
+    from mmd_audiocraft.apps.compare import CODE_DRIFT_FILES
+
+    source = trained_codec[1]
+    data = tiny_corpus / "music_16khz" / "evaluate"
+    by_hand = {name: encode_by_hand(folder, data / "data.jsonl") for name, folder in (("ft", finetuned),
+                                                                                       ("source", source))}
+
+    def run(model: Path, *extra: str) -> tuple[dict, str]:
+        out = tmp_path / f"report{len(list(tmp_path.glob('report*')))}.json"
+        assert cli.main(["measure", "--model", str(model), "--data", str(data), "--segment", "1", "--mmd-rows", "0",
+                         "--null-shuffles", "1", "--json", str(out), "--no-progress", "--trust-checkpoint",
+                         *extra]) == 0
+        return json.loads(out.read_text()), capsys.readouterr().out
+
+    try:
+        itself, _ = run(source, "--reference", str(source))
+        assert itself["code_agreement"]["per_codebook"] == [1.0] * 4 and itself["code_agreement"]["joint"] == 1.0
+        recon = itself["code_agreement"]["reconstruction"]
+        assert recon["model"] == recon["reference"] and recon["model"]["seconds"] == 12.0
+
+        moved, table = run(finetuned, "--reference", str(source), "--stability")
+        codes, theirs = (np.concatenate(by_hand[name]["codes"], axis=1) for name in ("ft", "source"))  # [K, 600]
+        agreement = moved["code_agreement"]
+        assert agreement["n_codec_frames"] == codes.shape[1] == 600
+        assert agreement["per_codebook"] == pytest.approx((codes == theirs).mean(axis=1).tolist(), abs=1e-12)
+        assert agreement["joint"] == pytest.approx((codes == theirs).all(axis=0).mean(), abs=1e-12)
+        # the fine-tune moved codes (how many varies with the platform's arithmetic: the tiny codec is barely
+        # trained, its residual codebooks flip easily; the fast fake-codec test pins the joint fraction)
+        assert any(0 < v < 1 for v in agreement["per_codebook"]) and agreement["joint"] < 1
+        assert agreement["reference"] == str(source) and agreement["reference_source"] == str(source / "checkpoint.th")
+        assert agreement["reference_info"]["num_codebooks"] == 4
+
+        again = np.concatenate(by_hand["ft"]["again"], axis=1)
+        stability = moved["code_stability"]
+        assert stability["per_codebook"] == pytest.approx((codes == again).mean(axis=1).tolist(), abs=1e-12)
+        assert stability["joint"] == pytest.approx((codes == again).all(axis=0).mean(), abs=1e-12)
+        assert stability["joint"] < 1 and stability["reconstruction"] == agreement["reconstruction"]["model"]
+        # SI-SNR of the decoded segments, by hand: every segment weighs the same (all are 1 s)
+        snr = np.mean([si_snr_db(d[0], a[0], 16_000) for d, a in zip(by_hand["ft"]["decoded"],
+                                                                       by_hand["ft"]["audio"])])
+        assert stability["reconstruction"]["sisnr_db"] == pytest.approx(snr, abs=1e-3)
+        assert stability["reconstruction"]["mel_l1"] > 0
+
+        for text in ("How far the codes moved", f"reference: {source}\n", "= the reference's",
+                     "= its own output re-encoded", "Reconstruction of the measured audio",
+                     "".join(f"{v:8.3f}" for v in agreement["per_codebook"]) + f"{agreement['joint']:8.3f}",
+                     "".join(f"{v:8.3f}" for v in stability["per_codebook"]) + f"{stability['joint']:8.3f}",
+                     f"--reference   {_cells(agreement['reconstruction']['reference'])}",
+                     f"--model       {_cells(stability['reconstruction'])}"):
+            assert text in table, text
+        # the reference's reconstruction is that codec's own
+        own, _ = run(source, "--stability")
+        assert own["code_stability"]["reconstruction"] == pytest.approx(agreement["reconstruction"]["reference"])
+
+        assert json.loads((finetuned / CODE_DRIFT_FILES["code_agreement"]).read_text()) == agreement
+        assert json.loads((finetuned / CODE_DRIFT_FILES["code_stability"]).read_text()) == stability
+        assert cli.main(["compare", str(finetuned), "--json", str(tmp_path / "compare.json")]) == 0
+        shown = capsys.readouterr().out
+        assert "Codes (cached measure reports)" in shown
+        row = json.loads((tmp_path / "compare.json").read_text())["xps"][0]
+        assert row["code_agreement"] == agreement and row["code_stability"] == stability
+        line = next(ln for ln in shown.splitlines() if ln.strip().startswith("0") and str(source) in ln)
+        for value in (agreement["joint"], *agreement["per_codebook"], stability["joint"], *stability["per_codebook"]):
+            assert f"{value:.3f}" in line
+        mel = agreement["reconstruction"]
+        assert f"{mel['model']['mel_l1']:.4f} / {mel['reference']['mel_l1']:.4f}" in line
+    finally:
+        for name in CODE_DRIFT_FILES.values():  # the source XP is shared by the session's tests
+            (source / name).unlink(missing_ok=True)

@@ -272,3 +272,20 @@ def test_a_missing_corpus_is_named_with_how_to_build_it(compose, monkeypatch, tm
     with pytest.raises(ConfigError, match=rf"datasource\.train={tmp_path}/nocorpus/music_16khz/train: no such "
                                           rf"manifest folder or file; .* {build_it}"):
         check_before_build(xp.cfg, world_size=1)
+
+
+# -- FSDP where it cannot run (issue 30, item 4) ------------------------------------------------------------------
+def test_fsdp_without_gpus_is_refused_before_building_and_the_advice_trains(compose, tiny_corpus, tmp_path):
+    from mmd_audiocraft.integration.preflight import check_fsdp
+
+    with pytest.raises(ConfigError) as error:  # the paper's LM settings on a machine without CUDA
+        check_fsdp(compose(*TINY_LM, "device=cuda", "fsdp.use=true", "autocast=false").cfg)
+    if not torch.cuda.is_available():
+        assert str(error.value) == ("fsdp.use=true shards the model over CUDA GPUs (audiocraft's FSDP wrapper), and "
+                                    "here no CUDA GPU is visible: set fsdp.use=false to train without sharding")
+    dora_dir = tmp_path / "dora"
+    refused = finish(start_dora(["run", *TINY, "fsdp.use=true"], dora_dir, tiny_corpus), expect_ok=False)
+    assert ("mmd_audiocraft: config error: fsdp.use=true shards the model over CUDA GPUs (audiocraft's FSDP "
+            "wrapper), and here device=cpu: set fsdp.use=false to train without sharding") in refused.splitlines()
+    assert "Please upgrade Dora" not in refused and "Model hash" not in refused
+    finish(start_dora(["run", *TINY, "fsdp.use=false"], dora_dir, tiny_corpus))  # the advice, as typed

@@ -20,12 +20,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, finish, history, start_dora
+from .conftest import ROOT, dora_env, finish, history, start_dora
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -350,3 +351,29 @@ def test_grid_cancel_cancels_the_queued_lm(campaign):
     assert states_seen(lms, flatten) == ["PEN", "CAN"]
     assert campaign["accounting"][job][1] == "CANCELLED"
     assert not (dora_dir / "xps" / flatten / "history.json").exists()
+
+
+def test_grid_clear_goes_through_where_slurm_takes_the_jobs(slurm, tiny_corpus, tmp_path):
+    """The other side of tests/test_grid_clear.py: with a reachable cluster, `--clear` deletes and resubmits."""
+    dora_dir = tmp_path / "dora"
+    env = {"MMD_GRID_PROFILE": "cpu", "SLURM_CONF": slurm["SLURM_CONF"]}
+    finish(start_dora(["grid", "mmd_codec_decoding", "--dry_run", "--init"], dora_dir, tiny_corpus, env_extra=env))
+    sigs = sorted(p.name for p in (dora_dir / "xps").iterdir())
+    for sig in sigs:
+        (dora_dir / "xps" / sig / "checkpoint.th").write_bytes(b"trained weights")
+    set_node(slurm, "drain")  # the resubmitted jobs pend, and are cancelled below
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dora", "-P", "mmd_audiocraft", "grid", "mmd_codec_decoding",
+                               "--clear", "--no_monitoring", *GRID], input="y\n", cwd=tmp_path, timeout=600,
+                              env=dora_env(dora_dir, tiny_corpus, **env), capture_output=True, text=True)
+        jobs = queue(slurm)
+    finally:
+        if queue(slurm):
+            slurm_cmd(slurm, "scancel", *queue(slurm))
+        set_node(slurm, "resume")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Deleting XP folders" in proc.stdout + proc.stderr and "refused" not in proc.stderr
+    assert len(jobs) == 3 and set(jobs.values()) == {"PENDING"}
+    for sig in sigs:
+        assert not (dora_dir / "xps" / sig / "checkpoint.th").exists()
+        assert json.loads((dora_dir / "xps" / sig / "job.json").read_text())["job_id"] in jobs

@@ -1,5 +1,5 @@
-"""The `mmd-audiocraft` command: argument parsing and error reporting only; the work is in `measure` and
-`compare`.
+"""The `mmd-audiocraft` command: argument parsing and error reporting only; the work is in `measure`,
+`compare` and the grid check (integration/grid_check.py).
 
 Expected mistakes (a wrong MODEL or data, bad options, unwritable outputs) end with one line on stderr and
 exit code 2; anything else is a bug and keeps its traceback. Library log messages and warnings are hidden
@@ -48,7 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "corrected), the paper's protocol number and an MMD^2 estimate.")
     m.add_argument("--model", required=True,
                    help="checkpoint file or XP folder, //sig/SIG (Dora dir; AUDIOCRAFT_DORA_DIR honoured), or "
-                        "//pretrained/NAME_OR_PATH (an exported model, or a hub name when the hub is reachable)")
+                        "//pretrained/NAME_OR_PATH (an exported model or folder, a transformers EnCodec folder "
+                        "with config.json + model.safetensors, or a hub name when the hub is reachable)")
+    m.add_argument("--reference", metavar="MODEL", default=None,
+                   help="a second codec, in any form --model takes (e.g. the codec this one was fine-tuned from): "
+                        "per codebook and joint, the fraction of codes identical to its codes of the same audio, "
+                        "and both codecs' reconstruction (log-mel L1, SI-SNR). Same sample rate, channels, frame "
+                        "rate, number of codebooks and cardinality as --model")
+    m.add_argument("--stability", action="store_true",
+                   help="encode, decode, encode again: per codebook and joint, the fraction of codes unchanged, "
+                        "and the codec's reconstruction (log-mel L1, SI-SNR)")
     m.add_argument("--data", required=True, help="audiocraft manifest folder (data.jsonl[.gz]) or manifest file")
     m.add_argument("--max-frames", type=_positive_int, default=None,
                    help="stop after this many code tuples (default: all data)")
@@ -93,7 +102,42 @@ def build_parser() -> argparse.ArgumentParser:
                         "else reconstruction against independence")
     c.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
     c.set_defaults(handler=_run_compare)
+
+    k = sub.add_parser(
+        "check", help="check that a grid's jobs have what they need, before anything queues",
+        description="What `dora grid NAME` checks before it submits (docs/CLUSTER.md), on demand: every manifest "
+                    "exists and reads, its audio is not below the codec's sample rate and channels, the LM's text "
+                    "conditioning (descriptions, T5 in the Hugging Face cache), the evaluation's downloads, the "
+                    "partitions (sinfo), the Dora dir, the batch split over the GPUs. Reads the same environment "
+                    "as the grids (MMD_GRID_PROFILE, MMD_DATA, ...). Exit 1 with one line per missing item.")
+    k.add_argument("grid", help="a grid of grids/ (e.g. mmd_codec_decoding)")
+    k.add_argument("-v", "--verbose", action="store_true", help="show library logs and warnings")
+    k.set_defaults(handler=_run_check)
     return parser
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    import importlib
+
+    from ..integration.errors import ConfigError
+    from ..integration.grid_check import format_problems, grid_problems
+    from .compare import grid_names
+
+    if args.grid not in grid_names():
+        raise UserError(f"{args.grid}: not a grid of grids/ ({', '.join(grid_names())})")
+    from ..train import main
+
+    explorer = importlib.import_module(f"mmd_audiocraft.grids.{args.grid}").explorer
+    try:
+        problems = grid_problems(main, explorer)
+        name = f"{args.grid}@{explorer.setting()}"
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    if problems:
+        print(format_problems(name, problems))
+        return 1
+    print(f"grid {name}: nothing missing; `dora -P mmd_audiocraft grid {args.grid}` can submit")
+    return 0
 
 
 def _run_compare(args: argparse.Namespace) -> int:
@@ -125,14 +169,16 @@ def _run_measure(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, segment_seconds=args.segment, device=args.device,
                      mmd_rows=args.mmd_rows, null_shuffles=args.null_shuffles, seed=args.seed,
                      progress=False if args.no_progress else None, trust_checkpoint=args.trust_checkpoint,
-                     gap=GapOptions(seeds=tuple(range(args.gap_seeds))) if args.gap else None)
+                     gap=GapOptions(seeds=tuple(range(args.gap_seeds))) if args.gap else None,
+                     reference=args.reference, stability=args.stability)
     print(format_table(result), flush=True)
+    _cache_code_drift(result, write_json)
     if result.get("factorization_gap"):
-        xp_dir = Path(str(result.get("model_source", ""))).parent
-        if (xp_dir / "history.json").exists():  # an XP's checkpoint: cache the gap where `compare` reads it
-            from .compare import GAP_FILE
+        from ..integration import xps
 
-            print(f"wrote {write_json(result['factorization_gap'], xp_dir / GAP_FILE)}", file=sys.stderr)
+        xp_dir = Path(str(result.get("model_source", ""))).parent
+        if (xp_dir / xps.HISTORY_NAME).exists():  # an XP's checkpoint: cache the gap where `compare` reads it
+            print(f"wrote {write_json(result['factorization_gap'], xps.gap_cache(xp_dir))}", file=sys.stderr)
     if args.json:
         print(f"wrote {write_json(result, args.json)}", file=sys.stderr)
     if args.plot:
@@ -143,6 +189,18 @@ def _run_measure(args: argparse.Namespace) -> int:
                                        f"{result['n_frames']} tuples")
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _cache_code_drift(result: dict, write_json) -> None:
+    """Code agreement and stability of an XP's checkpoint, cached in its folder where `compare` reads them."""
+    from ..integration import xps
+
+    xp_dir = Path(str(result.get("model_source", ""))).parent
+    if not (xp_dir / xps.HISTORY_NAME).exists():
+        return
+    for key, name in xps.DRIFT_CACHE_NAMES.items():
+        if result.get(key):
+            print(f"wrote {write_json(result[key], xp_dir / name)}", file=sys.stderr)
 
 
 class UserError(Exception):

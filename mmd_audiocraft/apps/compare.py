@@ -4,7 +4,8 @@ Nothing is recomputed: every number comes from files the XPs wrote. Per codec XP
 the settings that differ between the compared XPs (from their Dora argv) and `losses.inde`; from `history.json`,
 the last epoch with an `evaluate` stage (the independence metrics of `integration/evaluation.py`, audiocraft's
 reconstruction metrics) and the `valid` stage of that epoch; `inde_grad_ratio` of the last `train` stage; the
-factorization gap of a measure report cached in the XP folder (`factorization_gap.json`); the last valid
+factorization gap, code agreement with a reference codec and code stability of measure reports cached in the XP
+folder (`factorization_gap.json`, `code_agreement.json`, `code_stability.json`); the last valid
 cross-entropy of every LM XP of the same Dora dir whose `compression_model_checkpoint` is `//sig/<codec sig>`,
 per `codebooks_pattern.modeling`; and, for each such LM, what its evaluation XP (`continue_from=//sig/<LM sig>
 execute_only=evaluate`, grid mmd_musicgen_eval) logged: the paper's Table 2 columns FAD (VGGish), KL (PaSST) and
@@ -22,8 +23,12 @@ The result is a JSON-ready dict (schema COMPARE_SCHEMA):
                       ("run" | "no evaluate stage yet" | "not run"), solver, `losses.inde`, settings, epoch
                       (1-based, of the evaluate stage; null when none), evaluate and valid (that epoch's
                       stages as logged), train ({inde_grad_ratio} of the last train stage, if logged), at_null
-                      (corrected information keys <= 0), factorization_gap (the cached report or null), lm
-                      ([{sig, modeling, ce, epoch, evaluation}]: LM XPs on this codec; evaluation: null, or
+                      (corrected information keys <= 0), factorization_gap, code_agreement, code_stability
+                      (the cached reports, as `measure` writes them, or null), lm
+                      ([{sig, modeling, ce, epoch, codec, warning, evaluation}]: LM XPs on this codec;
+                      codec: same | accepted | changed | unrecorded | unknown, whether this codec's weights are
+                      the ones the LM recorded training on (integration/xps.py), warning: a line when not;
+                      evaluation: null, or
                       {sig, epoch, and those of fad, kld, text_consistency, chroma_cosine, ce, ppl that its
                       evaluate stage logged (audiocraft's names: fad = FAD VGGish, kld = KL PaSST,
                       text_consistency = CLAP cosine)} of the LM's last evaluation XP, by folder name)
@@ -41,12 +46,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..integration import xps
+from ..integration.xps import SIG_PREFIX
+
 __all__ = ["COMPARE_SCHEMA", "CompareInputError", "XPEntry", "resolve_inputs", "compare", "format_compare_table",
            "CORRECTED_KEYS", "is_at_null"]
 
 COMPARE_SCHEMA = "mmd-audiocraft/compare/1"
-SIG_PREFIX = "//sig/"
-GAP_FILE = "factorization_gap.json"  # written by the measure code next to the XP's checkpoint
+GAP_FILE = xps.GAP_CACHE_NAME  # written by `measure --xp` next to the XP's checkpoint
+# written by `measure --reference/--stability` of an XP's checkpoint in its folder: measure's key -> file name
+CODE_DRIFT_FILES = xps.DRIFT_CACHE_NAMES
 WEIGHT_KEY = "losses.inde"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"  # Hydra's copy of the composed config, written when the XP runs
 # keys of valid stages that measure reconstruction (audiocraft's compression solver; others are usage/MMD)
@@ -99,7 +108,7 @@ class XPEntry:
 
     @property
     def dora_dir(self) -> Path | None:
-        return self.folder.parent.parent if self.folder.parent.name == "xps" else None
+        return self.folder.parent.parent if self.folder.parent == xps.xps_dir(self.folder.parent.parent) else None
 
 
 def _main():
@@ -128,7 +137,7 @@ def _saved_config(folder: Path):
 
 def _folder_entry(folder: Path, source: str) -> XPEntry:
     argv = _read_json(folder / ".argv.json", "XP's Dora argv (.argv.json)")
-    if argv is None and not (folder / "history.json").is_file():
+    if argv is None and not (folder / xps.HISTORY_NAME).is_file():
         raise CompareInputError(f"{source}: not a Dora XP folder (no history.json nor .argv.json in {folder})")
     if argv is not None and not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
         raise CompareInputError(f"{folder / '.argv.json'}: expected a list of strings (Dora's argv), "
@@ -140,8 +149,7 @@ def _sig_entry(spec: str) -> XPEntry:
     sig = spec[len(SIG_PREFIX):].strip("/")
     if not sig or "/" in sig:
         raise CompareInputError(f"{spec}: expected //sig/SIG with one XP signature")
-    main = _main()
-    folder = Path(main.dora.dir) / "xps" / sig
+    folder = xps.xp_folder(sig, _main().dora.dir)
     if not folder.is_dir():
         raise CompareInputError(f"{spec}: no XP folder {folder} (give the SIG of an XP of this Dora dir: "
                                 "AUDIOCRAFT_DORA_DIR or audiocraft's team config)")
@@ -157,36 +165,19 @@ def grid_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(grids.__path__) if not m.name.startswith("_"))
 
 
-class _ListingShepherd:
-    """What a Dora Launcher needs of its Shepherd to list XPs: Dora's own Shepherd creates folders and cancels
-    orphan SLURM jobs when built; this one only composes each XP (main.get_xp), like `dora grid --dry_run`."""
-
-    def __init__(self, main):
-        self.main = main
-
-    def get_sheep_from_argv(self, argv):
-        from dora.shep import Sheep
-
-        return Sheep(self.main.get_xp(argv))
-
-
 def _grid_entries(name: str) -> list[XPEntry]:
-    from dora.explore import Explorer, Herd, Launcher
+    from dora.explore import Explorer
 
     main = _main()
     explorer = getattr(importlib.import_module(f"mmd_audiocraft.grids.{name}"), "explorer", None)
     if not isinstance(explorer, Explorer):
         raise CompareInputError(f"grid {name}: grids/{name}.py has no Dora `explorer`")
-    herd = Herd()
-    launcher = Launcher(_ListingShepherd(main), main.get_slurm_config(), herd)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # LM grids print which codecs they wait for
-            explorer(launcher)
+            sheeps = xps.list_grid(main, explorer).sheeps
     except ValueError as exc:  # e.g. an unknown $MMD_GRID_PROFILE (grids/_profile.py)
         raise CompareInputError(f"grid {name}: {exc}") from exc
-    herd.complete()
-    return [XPEntry(sig, sheep.xp.folder, name, list(sheep.xp.argv), sheep.xp.cfg)
-            for sig, sheep in herd.sheeps.items()]
+    return [XPEntry(sig, sheep.xp.folder, name, list(sheep.xp.argv), sheep.xp.cfg) for sig, sheep in sheeps.items()]
 
 
 def resolve_inputs(inputs: Sequence[str]) -> list[XPEntry]:
@@ -293,7 +284,7 @@ def _solver(entry: XPEntry) -> str | None:
 # ------------------------------------------------------------------------------------------ histories
 def _history(folder: Path) -> list[dict] | None:
     """Per-epoch {stage: {metric: value}} flashy wrote; None when the XP never finished an epoch."""
-    history = _read_json(folder / "history.json", "XP's history.json")
+    history = _read_json(folder / xps.HISTORY_NAME, "XP's history.json")
     if history is None:
         return None
     if not isinstance(history, list) or not all(isinstance(epoch, dict) for epoch in history):
@@ -328,6 +319,23 @@ def _factorization_gap(folder: Path) -> dict | None:
     return gap
 
 
+def _code_drift(folder: Path, key: str) -> dict | None:
+    """The cached measure report `key` (code_agreement or code_stability: {per_codebook, joint, reconstruction,
+    ...}), checked; None if absent."""
+    path = folder / CODE_DRIFT_FILES[key]
+    report = _read_json(path, f"{key} report")
+    if report is None:
+        return None
+    if not isinstance(report, dict):
+        raise CompareInputError(f"{path}: expected a JSON object, got {type(report).__name__}")
+    fractions = [report.get("joint"), *(report.get("per_codebook") or [None])]
+    if not isinstance(report.get("per_codebook"), list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in fractions):
+        raise CompareInputError(f"{path}: expected 'per_codebook' (a list) and 'joint' fractions in [0, 1], got "
+                                f"{report.get('per_codebook')!r} and {report.get('joint')!r}")
+    return report
+
+
 def _evaluation(cfg, history: list[dict], sig: str) -> tuple[str, dict] | None:
     """(LM sig, {sig, epoch, metrics}) when the XP is an LM's evaluation (`execute_only=evaluate`,
     `continue_from=//sig/<LM sig>`) whose evaluate stage was logged; else None."""
@@ -354,10 +362,10 @@ def lm_index(dora_dir: Path, codec_sigs: Sequence[str]) -> dict[str, list[dict]]
     index: dict[str, list[dict]] = {}
     evaluations: dict[str, dict] = {}
     wanted = {SIG_PREFIX + sig for sig in codec_sigs}
-    xps = dora_dir / "xps"
-    for folder in sorted(xps.iterdir()) if xps.is_dir() else ():
-        argv_path = folder / ".argv.json"
-        if not (folder / "history.json").is_file() or not argv_path.is_file():
+    root = xps.xps_dir(dora_dir)
+    for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        argv_path = folder / xps.ARGV_NAME
+        if not (folder / xps.HISTORY_NAME).is_file() or not argv_path.is_file():
             continue
         argv_text = argv_path.read_text()
         if not any(spec in argv_text for spec in wanted):
@@ -383,11 +391,33 @@ def lm_index(dora_dir: Path, codec_sigs: Sequence[str]) -> dict[str, list[dict]]
             continue
         index.setdefault(codec, []).append(
             {"sig": folder.name, "modeling": str(_select(cfg, "codebooks_pattern.modeling")),
-             "ce": valid["ce"], "epoch": epoch})
+             "ce": valid["ce"], "epoch": epoch, "provenance": xps.read_provenance(folder)})
     for lms in index.values():
         for lm in lms:
             lm["evaluation"] = evaluations.get(lm["sig"])
     return index
+
+
+def _check_codecs(entry: XPEntry, lms: list[dict]) -> None:
+    """Each LM's `codec`: whether the codec now in `entry`'s folder is the one the LM recorded training on
+    (integration/xps.py: same, accepted, changed, unrecorded; unknown when the codec cannot be loaded), and
+    the `warning` line for a changed one. The codec is loaded once, only when some LM recorded one."""
+    digest = None
+    if any(lm["provenance"] for lm in lms):
+        from ..integration.loaders import ModelLoadError, load_compression_model
+
+        try:
+            digest = xps.codec_digest(load_compression_model(str(entry.folder), trust_checkpoint=True).model)
+        except ModelLoadError:
+            digest = None
+    for lm in lms:
+        record = lm.pop("provenance")
+        lm["codec"] = "unknown" if record and digest is None else xps.provenance_status(record, digest)
+        lm["warning"] = None
+        if lm["codec"] in ("changed", "accepted"):
+            accepted = " (accepted with accept_codec_change=true)" if lm["codec"] == "accepted" else ""
+            lm["warning"] = (f"LM {lm['sig']} trained on codec weights sha256 {record['sha256']}; {entry.sig} now has "
+                             f"{digest}{accepted}: its cross-entropy and evaluations are not scores of this codec")
 
 
 # -------------------------------------------------------------------------------------------- compare
@@ -410,7 +440,8 @@ def _row(entry: XPEntry, settings: list[str], lms: dict[str, list[dict]]) -> dic
             "settings": {k: _setting(entry, overrides, k) for k in settings},
             "epoch": epoch, "evaluate": dict(evaluate), "valid": dict(valid), "train": train,
             "at_null": [k for k, v in evaluate.items() if is_at_null(k, v)],
-            "factorization_gap": _factorization_gap(entry.folder), "lm": lms.get(entry.sig, [])}
+            "factorization_gap": _factorization_gap(entry.folder),
+            **{key: _code_drift(entry.folder, key) for key in CODE_DRIFT_FILES}, "lm": lms.get(entry.sig, [])}
 
 
 def compare(inputs: Sequence[str]) -> dict:
@@ -432,6 +463,8 @@ def compare(inputs: Sequence[str]) -> dict:
         if dora_dir is not None and dora_dir not in indexes:
             indexes[dora_dir] = lm_index(dora_dir, [e.sig for e in entries if e.dora_dir == dora_dir])
     rows = [_row(entry, settings, indexes.get(entry.dora_dir, {})) for entry in entries]
+    for entry, row in zip(entries, rows):
+        _check_codecs(entry, row["lm"])
     return {"schema": COMPARE_SCHEMA, "inputs": [str(i) for i in inputs], "settings": settings, "xps": rows}
 
 
@@ -503,6 +536,38 @@ def _gap_cell(gap: dict | None) -> str:
     return "-" if gap is None else f"{format_gap_bits(gap['total_bits'])} ± {gap['spread_bits']:.3f}"
 
 
+def _code_drift_lines(rows: list[dict], ids: list[list[str]]) -> list[str]:
+    """The cached code agreement and stability, with the reconstructions measured beside them."""
+    if not any(r.get("code_agreement") or r.get("code_stability") for r in rows):
+        return []
+
+    def fractions(report: dict | None) -> list[str]:
+        if not report:
+            return ["-", "-"]
+        return [f"{report['joint']:.3f}", " ".join(f"{v:.3f}" for v in report["per_codebook"])]
+
+    def pair(key: str, spec: str, agreement: dict | None, stability: dict | None) -> str:
+        if agreement:
+            recon = agreement.get("reconstruction") or {}
+            values = [(recon.get(who) or {}).get(key) for who in ("model", "reference")]
+        else:
+            values = [((stability or {}).get("reconstruction") or {}).get(key)]
+        return " / ".join(cell(key, v, spec) for v in values)
+
+    body = []
+    for i, r in enumerate(rows):
+        agreement, stability = r.get("code_agreement"), r.get("code_stability")
+        body.append(ids[i] + fractions(agreement) + fractions(stability)
+                    + [pair("mel_l1", ".4f", agreement, stability), pair("sisnr_db", ".2f", agreement, stability),
+                       str((agreement or {}).get("reference", "-"))])
+    headers = ["#", "sig", "= ref joint", "= ref per codebook", "stable joint", "stable per codebook",
+               "mel L1 (/ ref)", "SI-SNR dB (/ ref)", "reference"]
+    return ["", "Codes (cached measure reports): fraction of codes identical to the reference codec's on the same "
+                "audio, and unchanged by decoding and encoding again; joint = all codebooks of a frame; the "
+                "reconstruction measured with them (log-mel L1, SI-SNR), this codec / the reference"] + \
+        _table(headers, body, left=2)
+
+
 def _lm_columns(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(lm["modeling"] for r in rows for lm in r["lm"]))
 
@@ -554,6 +619,7 @@ def format_compare_table(result: dict) -> str:
     lines += ["", "Reconstruction (evaluate, valid of that epoch), MMD/reconstruction gradient ratio (last train), "
                   "factorization gap (cached measure report), LM valid cross-entropy (nats)"]
     lines += _table(headers, body, left=2)
+    lines += _code_drift_lines(rows, ids)
     evaluated = evaluation_columns(rows)
     if evaluated:
         body = [ids[i] + [_evaluation_cell(r, key, m, spec, scale) for key, m, _, spec, scale in evaluated]
@@ -561,6 +627,9 @@ def format_compare_table(result: dict) -> str:
         lines += ["", "LM evaluations (their evaluate stage: FAD VGGish, KL PaSST, CLAP score x 100 as in the paper's "
                       "Table 2, chroma cosine, evaluate-split cross-entropy)"]
         lines += _table(["#", "sig"] + [h for _, _, h, _, _ in evaluated], body, left=2)
+    warnings = [lm["warning"] for r in rows for lm in r["lm"] if lm.get("warning")]
+    if warnings:
+        lines += ["", *(f"warning: {w}" for w in warnings)]
     if any(r["at_null"] for r in rows):
         lines += ["", f"{AT_NULL}: a corrected information value at or below its shuffle-null: no dependence "
                       "measurable above the estimator's bias (the JSON keeps the logged number)"]

@@ -20,6 +20,17 @@ The result is a JSON-ready dict: `independence_report`'s keys (its `schema_versi
     factorization_gap (with gap=GapOptions) `metrics.factorization_gap`'s dict, predictors fitted and scored on
                       the segments split by index (`split_by_index`: 3 of 5 fit, 1 valid, 1 test), or the
                       codes given as `gap_fit`/`gap_valid` (then every measured segment is the test split)
+    code_agreement    (with reference=LoadedModel) how far the codes moved from the reference codec's (e.g. the
+                      source of a fine-tune): {reference, reference_source, reference_kind, reference_info,
+                      per_codebook, joint, n_codec_frames, reconstruction: {model, reference}}: per codebook the
+                      fraction of the n_codec_frames positions (segment x frame) where both codecs give the same
+                      code for the same audio, joint the fraction where all K do (`metrics.code_agreement`), and
+                      each codec's reconstruction of that audio
+    code_stability    (with stability=True) {per_codebook, joint, n_codec_frames, reconstruction}: the same
+                      fractions between the codes of the audio and those of its decoded audio encoded again
+                      (encode, decode, encode), and the codec's reconstruction
+                      reconstruction: {mel_l1, sisnr_db, seconds} (`integration.reconstruction`: audiocraft's
+                      log-mel L1 and SI-SNR on fixed settings, duration-weighted over the segments)
 """
 from __future__ import annotations
 
@@ -32,7 +43,7 @@ import numpy as np
 import torch
 
 from ..core.kernels import Kernel
-from ..core.metrics import CodeCounts, codes_to_rows, independence_report
+from ..core.metrics import CodeCounts, code_agreement, codes_to_rows, independence_report
 from ..core.metrics.factorization_gap import GapOptions, factorization_gap, split_by_index
 from ..core.patterns import group_rows
 from ..core.patterns import min_frames as pattern_min_frames
@@ -41,7 +52,7 @@ from ..integration.loaders import LoadedModel, load_compression_model
 from .manifest import AudioFile, ManifestError, plan_segments, read_manifest, read_segment
 
 __all__ = ["MEASURE_SCHEMA", "PATTERNS", "MeasureInputError", "measure_model", "measure", "encode_files",
-           "gap_report"]
+           "gap_report", "check_reference", "CodeDrift"]
 
 MEASURE_SCHEMA = "mmd-audiocraft/measure/1"
 PATTERNS = ("delay", "parallel")
@@ -70,6 +81,11 @@ def check_encoded_codes(codes, batch: int, num_codebooks: int, bins: int) -> tor
             raise MeasureInputError(f"model.encode returned codes in [{lo}, {hi}], outside [0, {bins}) for the "
                                     f"model's cardinality {bins}")
     return codes
+
+
+def _scale_of(encoded):
+    """The scale `model.encode` returns beside the codes (renormalising codecs), else None."""
+    return encoded[1] if isinstance(encoded, (tuple, list)) and len(encoded) > 1 else None
 
 
 def codebook_vectors(model, codes: torch.Tensor) -> torch.Tensor | None:
@@ -113,6 +129,92 @@ def mmd_estimates(sample: VectorSample, seed: int, note: str | None = None) -> d
     return out
 
 
+# ---------------------------------------------------------------------------------------------- code drift
+def _codec_shape(model) -> tuple:
+    return (int(model.sample_rate), int(model.channels), float(model.frame_rate), int(model.num_codebooks),
+            int(model.cardinality))
+
+
+def check_reference(loaded: LoadedModel, reference: LoadedModel) -> None:
+    """The reference codec must tokenize audio like the measured one, position by position: same sample rate,
+    channels, frame rate, number of codebooks and cardinality; else MeasureInputError (one line)."""
+    def described(model) -> str:
+        sr, channels, frame_rate, k, bins = _codec_shape(model)
+        return f"{sr} Hz, {channels} channel(s), {k} x {bins} codes at {frame_rate:g} Hz"
+
+    if _codec_shape(loaded.model) != _codec_shape(reference.model):
+        raise MeasureInputError(
+            f"--reference {reference.spec}: {described(reference.model)}, but --model {loaded.spec} is "
+            f"{described(loaded.model)}: code agreement compares both codecs' codes of the same audio position by "
+            "position, so they need the same sample rate, channels, frame rate, number of codebooks and "
+            "cardinality (give the codec this one was fine-tuned from)")
+
+
+class CodeDrift:
+    """Code agreement with a reference codec and code stability under re-encoding, over the measured batches.
+
+    `add(x, codes, scale)` takes a batch of audio [B, C, L] and the measured codec's codes [B, K, T] and scale
+    (from its `encode`); codes are kept (int32, K x 4 bytes per frame and kind) until `report()`, which gives
+    `metrics.code_agreement` of all positions at once, with each codec's reconstruction (see the module docstring's
+    code_agreement and code_stability).
+    """
+
+    def __init__(self, loaded: LoadedModel, reference: LoadedModel | None = None, stability: bool = False):
+        from ..integration.reconstruction import Reconstruction
+
+        self.model, self.reference, self.stability = loaded.model, reference, stability
+        self.K, self.bins = int(self.model.num_codebooks), int(self.model.cardinality)
+        self.reconstruction = Reconstruction(int(self.model.sample_rate))
+        self.reference_reconstruction = Reconstruction(int(self.model.sample_rate))
+        self.agreement: tuple[list, list] = ([], [])
+        self.stable: tuple[list, list] = ([], [])
+
+    @staticmethod
+    def _decoded(model, codes: torch.Tensor, scale, length: int) -> torch.Tensor:
+        audio = model.decode(codes, scale)
+        if audio.shape[-1] < length:
+            raise MeasureInputError(f"{type(model).__name__}.decode returned {audio.shape[-1]} samples for "
+                                    f"{codes.shape[-1]} frames of {length} samples: cannot compare it with the audio")
+        return audio[..., :length]
+
+    def _keep(self, kept: tuple[list, list], codes: torch.Tensor, other: torch.Tensor) -> None:
+        for out, c in zip(kept, (codes, other)):
+            out.append(c.cpu().numpy().astype(np.int32).transpose(1, 0, 2).reshape(self.K, -1))  # [K, B * T]
+
+    def add(self, x: torch.Tensor, codes: torch.Tensor, scale) -> None:
+        batch, length = x.shape[0], x.shape[-1]
+        with torch.no_grad():
+            decoded = self._decoded(self.model, codes, scale, length)
+            self.reconstruction.add(decoded, x)
+            if self.stability:
+                again = check_encoded_codes(self.model.encode(decoded), batch, self.K, self.bins)
+                self._keep(self.stable, codes, again)
+            if self.reference is not None:
+                encoded = self.reference.model.encode(x)
+                other = check_encoded_codes(encoded, batch, self.K, self.bins)
+                self.reference_reconstruction.add(
+                    self._decoded(self.reference.model, other, _scale_of(encoded), length), x)
+                self._keep(self.agreement, codes, other)
+
+    @staticmethod
+    def _agreement(kept: tuple[list, list]) -> dict:
+        codes, other = (np.concatenate(k, axis=1)[None] for k in kept)  # [1, K, all positions]
+        return {**code_agreement(codes, other), "n_codec_frames": int(codes.shape[-1])}
+
+    def report(self) -> dict:
+        out = {}
+        if self.reference is not None:
+            ref = self.reference
+            out["code_agreement"] = {
+                "reference": ref.spec, "reference_source": ref.source, "reference_kind": ref.kind,
+                "reference_info": dict(ref.info), **self._agreement(self.agreement),
+                "reconstruction": {"model": self.reconstruction.result(),
+                                   "reference": self.reference_reconstruction.result()}}
+        if self.stability:
+            out["code_stability"] = {**self._agreement(self.stable), "reconstruction": self.reconstruction.result()}
+        return out
+
+
 # ---------------------------------------------------------------------------------------------- measure
 def _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles):
     if pattern not in PATTERNS:
@@ -143,16 +245,22 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
                   max_frames: int | None = None, batch_size: int = 8, segment_seconds: float = 10.0,
                   device: str = "cpu", mmd_rows: int = 4096, null_shuffles: int = 3, seed: int = 0,
                   progress: bool | None = None, gap: GapOptions | None = None, gap_fit=None,
-                  gap_valid=None) -> dict:
+                  gap_valid=None, reference: LoadedModel | None = None, stability: bool = False) -> dict:
     """Stream `files` through the loaded codec and return the measurement dict (see module docstring).
 
     With `gap`, the measured segments' codes are kept (int16, about 4 MB per hour of 50 Hz x 4 codes) for the
     factorization gap; `gap_fit`/`gap_valid` are codes ([B, K, T] arrays or lists, e.g. from `encode_files`)
-    of other splits to fit the predictors on.
+    of other splits to fit the predictors on. With `reference` (checked by `check_reference`; raises
+    MeasureInputError) the same segments are encoded and decoded by it too (code_agreement); with `stability`
+    the measured codec decodes them and encodes its output again (code_stability). Both cost a decode per
+    segment and codec, and one more encode (about 3x the plain measurement for the same codec).
     """
     from tqdm import tqdm
 
     _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles)
+    if reference is not None:
+        check_reference(loaded, reference)
+    drift = CodeDrift(loaded, reference, stability) if reference is not None or stability else None
     model = loaded.model
     K, bins = int(model.num_codebooks), int(model.cardinality)
     if K < 2:
@@ -176,8 +284,11 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
         nonlocal mmd_note
         x = torch.stack(batch).to(device)
         with torch.no_grad():
-            codes = check_encoded_codes(model.encode(x), len(batch), K, bins)
+            encoded = model.encode(x)
+            codes = check_encoded_codes(encoded, len(batch), K, bins)
             vectors = codebook_vectors(model, codes) if mmd_rows > 0 else None
+        if drift is not None:
+            drift.add(x, codes, _scale_of(encoded))
         codes_np = codes.cpu().numpy()
         rows = codes_to_rows(codes_np, pattern)
         if max_frames is not None:
@@ -232,6 +343,8 @@ def measure_model(loaded: LoadedModel, files: Sequence[AudioFile], *, pattern: s
     )
     if gap is not None:
         result["factorization_gap"] = gap_report(kept_codes, bins, pattern, gap, gap_fit, gap_valid, progress)
+    if drift is not None:
+        result.update(drift.report())
     return result
 
 
@@ -287,17 +400,24 @@ def encode_files(loaded: LoadedModel, files: Sequence[AudioFile], *, segment_sec
 def measure(model: str, data: str | Path, *, pattern: str = "delay", max_frames: int | None = None,
             batch_size: int = 8, segment_seconds: float = 10.0, device: str = "cpu", mmd_rows: int = 4096,
             null_shuffles: int = 3, seed: int = 0, progress: bool | None = None,
-            trust_checkpoint: bool | None = None, gap: GapOptions | None = None) -> dict:
-    """Load MODEL, read the manifest DATA and measure; bad input raises MeasureInputError/ModelLoadError.
+            trust_checkpoint: bool | None = None, gap: GapOptions | None = None, reference: str | None = None,
+            stability: bool = False) -> dict:
+    """Load MODEL (and the REFERENCE codec, any form MODEL takes), read the manifest DATA and measure; bad input
+    raises MeasureInputError/ModelLoadError.
 
-    Options and data are checked before the model is loaded, so mistakes fail in a second.
+    Options and data are checked before the models are loaded, so mistakes fail in a second.
     """
     _check_options(pattern, max_frames, batch_size, segment_seconds, mmd_rows, null_shuffles)
     device = _check_device(device)
     manifest, files = read_manifest(data)
     loaded = load_compression_model(model, device=device, trust_checkpoint=trust_checkpoint)
+    other = None
+    if reference is not None:
+        other = load_compression_model(reference, device=device, trust_checkpoint=trust_checkpoint, key="--reference")
+        check_reference(loaded, other)
     result = measure_model(loaded, files, pattern=pattern, max_frames=max_frames, batch_size=batch_size,
                            segment_seconds=segment_seconds, device=device, mmd_rows=mmd_rows,
-                           null_shuffles=null_shuffles, seed=seed, progress=progress, gap=gap)
+                           null_shuffles=null_shuffles, seed=seed, progress=progress, gap=gap, reference=other,
+                           stability=stability)
     result["data"] = str(manifest.resolve())
     return result

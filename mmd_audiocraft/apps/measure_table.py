@@ -73,6 +73,8 @@ def format_table(result: dict) -> str:
                   f"seeds); per codebook {per}; {gap['test_steps']} test steps, {gap['context_steps']} steps "
                   "of context"]
 
+    lines += _code_drift_lines(result)
+
     worst = max([p["joint_distinct_fraction"] for p in result["pairwise"]] + [0.0])
     if tc["joint_distinct_fraction"] > 0.5 or worst > 0.5:
         lines += ["", f"WARNING: saturated joint histograms (distinct tuples / tuples: pairs up to {worst:.2f}, "
@@ -86,3 +88,31 @@ def _tc_cells(r: dict) -> str:
             f"{_f(r['raw_pct_joint'], '.3f', 7)} {_f(r['corrected_pct_joint'], '.3f', 8)} "
             f"{_f(r['raw_pct_marginal_sum'], '.3f', 7)} {_f(r['corrected_pct_marginal_sum'], '.3f', 8)} "
             f"{_f(r['joint_distinct_fraction'], '.3f', 9)}")
+
+
+def _code_drift_lines(result: dict) -> list[str]:
+    """Code agreement with the reference codec and code stability, with the reconstructions (when measured)."""
+    agreement, stability = result.get("code_agreement"), result.get("code_stability")
+    if not agreement and not stability:
+        return []
+    measured = agreement or stability
+    K = len(measured["per_codebook"])
+    lines = ["", f"How far the codes moved: fraction of identical codes per codebook, and joint (all {K} codes of a "
+                 f"frame), over {measured['n_codec_frames']} codec frames"]
+    if agreement:
+        lines.append(f"  reference: {agreement['reference']}")
+    lines.append(f"  {'codes':<26s}" + "".join(f"q{k}".rjust(8) for k in range(K)) + "   joint")
+    rows = ([("= the reference's", agreement)] if agreement else []) + \
+        ([("= its own output re-encoded", stability)] if stability else [])
+    for name, values in rows:
+        cells = "".join(_f(v, ".3f", 8) for v in values["per_codebook"])
+        lines.append(f"  {name:<26s}{cells}{_f(values['joint'], '.3f', 8)}")
+    lines += ["", "Reconstruction of the measured audio (audiocraft's log-mel L1, lower is better; SI-SNR, higher is "
+                  "better)", f"  {'codec':<14s}  mel L1  SI-SNR[dB]  seconds"]
+    recon = [("--model", agreement["reconstruction"]["model"] if agreement else stability["reconstruction"])]
+    if agreement:
+        recon.append(("--reference", agreement["reconstruction"]["reference"]))
+    for name, r in recon:
+        lines.append(f"  {name:<14s}{_f(r['mel_l1'], '.4f', 8)}{_f(r['sisnr_db'], '.2f', 12)}"
+                     f"{_f(r['seconds'], '.1f', 9)}")
+    return lines

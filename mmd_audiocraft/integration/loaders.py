@@ -2,7 +2,9 @@
 
 Reuses audiocraft: `checkpoint.resolve_checkpoint_path` for `//sig/` (its Dora dir, AUDIOCRAFT_DORA_DIR
 included), `builders.get_compression_model` for the network (checkpoints and exported files alike) and
-`CompressionModel.get_pretrained` for pretrained names. The checkpoint is read once and checked first, so a
+`CompressionModel.get_pretrained` for pretrained names and folders (a transformers EnCodec folder through the
+seam of `integration/pretrained.py`, which this loader installs, so that audiocraft then reads `//pretrained/FOLDER`
+in `continue_from` and `compression_model_checkpoint` too). The checkpoint is read once and checked first, so a
 wrong file (an LM checkpoint, a file that is no checkpoint, an XP folder without checkpoint) gives one clear
 `ModelLoadError` instead of an assertion deep inside audiocraft. Plain paths are checked before audiocraft is
 imported, so they fail fast; a Hugging Face name with HF_HUB_OFFLINE set must be in the local cache. Used by
@@ -20,11 +22,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import xps
+from .xps import CHECKPOINT_NAME, SIG_PREFIX
+
 __all__ = ["ModelLoadError", "LoadedModel", "load_compression_model", "CHECKPOINT_NAME", "EXPORTED_NAME"]
 
-CHECKPOINT_NAME = "checkpoint.th"  # audiocraft's last checkpoint of an XP (checkpoint_name() on rank 0)
 EXPORTED_NAME = "compression_state_dict.bin"  # what audiocraft.models.loaders looks for in a folder
-SIG_PREFIX = "//sig/"
 PRETRAINED_PREFIX = "//pretrained/"
 BUILTIN_PRETRAINED = ("dac_44khz", "dac_24khz", "debug_compression_model")
 
@@ -147,9 +150,7 @@ def _resolve_path(spec: str, label: str) -> Path:
 
         resolved = checkpoint.resolve_checkpoint_path(spec, use_fsdp=False)
         if resolved is None:
-            from audiocraft import train
-
-            xp_dir = Path(train.main.dora.dir) / "xps" / sig
+            xp_dir = xps.xp_folder(sig)
             if xp_dir.is_dir():
                 why = f"has no {CHECKPOINT_NAME} yet: run that XP (to the end of its first epoch at least) first"
             else:
@@ -161,8 +162,7 @@ def _resolve_path(spec: str, label: str) -> Path:
     if path.is_dir():
         candidate = path / CHECKPOINT_NAME
         if not candidate.is_file():
-            raise ModelLoadError(f"{label}: folder has no {CHECKPOINT_NAME} (expected an XP folder or "
-                                 "a checkpoint file)")
+            raise ModelLoadError(f"{label}: {_folder_refusal(path, pretrained=False)}")
         return candidate
     if not path.exists():
         raise ModelLoadError(f"{label}: no such file or folder (expected a checkpoint path, an XP "
@@ -175,10 +175,10 @@ def _load_pretrained(spec: str, label: str, device: str, trust: bool) -> LoadedM
     if not name:
         raise ModelLoadError(f"{label}: expected //pretrained/NAME or //pretrained/PATH")
     local = Path(name).expanduser()
+    if local.is_dir() and not (local / EXPORTED_NAME).is_file():  # a transformers EnCodec folder, or nothing
+        return _load_hf_folder(spec, local, label, device)
     if local.exists():  # an exported model (file, or folder with compression_state_dict.bin)
         path = local / EXPORTED_NAME if local.is_dir() else local
-        if not path.is_file():
-            raise ModelLoadError(f"{label}: folder has no {EXPORTED_NAME}")
         state = _torch_load(path, label, trust)
         if isinstance(state, dict) and "pretrained" in state and "xp.cfg" not in state:  # a reference
             return _load_pretrained(PRETRAINED_PREFIX + str(state["pretrained"]), label, device, trust)
@@ -189,7 +189,7 @@ def _load_pretrained(spec: str, label: str, device: str, trust: bool) -> LoadedM
 
     if local.is_absolute() or name.startswith(("~", ".")):
         raise ModelLoadError(f"{label}: no such file or folder {local} (expected an exported "
-                             f"{EXPORTED_NAME}, or the folder holding one)")
+                             f"{EXPORTED_NAME}, the folder holding one, or a transformers EnCodec folder)")
     if name.startswith("dac_") and importlib.util.find_spec("dac") is None:
         raise ModelLoadError(f"{label}: {name} needs the descript-audio-codec package (import dac)")
     if name not in BUILTIN_PRETRAINED:
@@ -207,8 +207,53 @@ def _load_pretrained(spec: str, label: str, device: str, trust: bool) -> LoadedM
     return LoadedModel(model, spec, name, "pretrained", _describe(model, None))
 
 
+def _load_hf_folder(spec: str, folder: Path, label: str, device: str) -> LoadedModel:
+    """A folder in transformers' EnCodec format, through audiocraft's `CompressionModel.get_pretrained` with the
+    plugin's seam (integration/pretrained.py): the route training takes for `//pretrained/FOLDER`."""
+    from .pretrained import hf_encodec_folder_problem, install_hf_encodec_folders
+
+    if hf_encodec_folder_problem(folder) is not None:
+        raise ModelLoadError(f"{label}: {_folder_refusal(folder, pretrained=True)}")
+    from audiocraft.models import CompressionModel
+    from safetensors import SafetensorError
+
+    install_hf_encodec_folders()
+    try:
+        model = CompressionModel.get_pretrained(str(folder), device=device)
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:  # unreadable weights
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{label}: transformers cannot load the EnCodec folder {folder} ({first})") from exc
+    return LoadedModel(model, spec, str(folder), "pretrained", _describe(model, None))
+
+
+FOLDER_FORMS = (f"an XP folder ({CHECKPOINT_NAME}) as PATH, or as //pretrained/PATH an audiocraft export folder "
+                f"({EXPORTED_NAME}) or a transformers EnCodec folder (config.json + model.safetensors or "
+                "pytorch_model.bin, e.g. facebook/encodec_32khz downloaded by hand)")
+
+
+def _folder_refusal(folder: Path, pretrained: bool) -> str:
+    """Why `folder` holds no codec in the form it was given in, and the folder forms that work (one line)."""
+    from .pretrained import hf_encodec_folder_problem
+
+    hf_problem = hf_encodec_folder_problem(folder)
+    if not pretrained:
+        if (folder / EXPORTED_NAME).is_file() or hf_problem is None:
+            what = "an audiocraft export folder" if (folder / EXPORTED_NAME).is_file() else \
+                "a transformers EnCodec folder"
+            return (f"folder has no {CHECKPOINT_NAME}: it is {what}, which loads as //pretrained/{folder} "
+                    f"(folders that load: {FOLDER_FORMS})")
+        return f"folder has no {CHECKPOINT_NAME} (expected a checkpoint file, or one of the folders that load: " \
+               f"{FOLDER_FORMS})"
+    if (folder / CHECKPOINT_NAME).is_file():
+        return (f"{folder} is an XP folder ({CHECKPOINT_NAME}), which loads without //pretrained/: give {folder} "
+                "or //sig/SIG")
+    return (f"folder {folder} holds no codec: no {EXPORTED_NAME}, and as a transformers EnCodec folder it has "
+            f"{hf_problem} (folders that load: {FOLDER_FORMS})")
+
+
 _LOCAL_INSTEAD = (f"give a local codec instead: //pretrained//ABSOLUTE/PATH/{EXPORTED_NAME} (an exported "
-                  "package), //sig/SIG or a checkpoint path")
+                  "package), //pretrained//ABSOLUTE/FOLDER with config.json + model.safetensors (a transformers "
+                  "EnCodec folder, e.g. facebook/encodec_32khz downloaded by hand), //sig/SIG or a checkpoint path")
 
 
 def _check_hub_name(name: str, label: str) -> None:
@@ -245,8 +290,10 @@ def load_compression_model(spec: str, device: str = "cpu", trust_checkpoint: boo
 
     spec: a checkpoint file (checkpoint.th, or an exported compression package), an XP folder (its
     checkpoint.th), `//sig/SIG` (resolved in audiocraft's Dora dir; AUDIOCRAFT_DORA_DIR honoured) or
-    `//pretrained/NAME_OR_PATH` (audiocraft's CompressionModel.get_pretrained: an exported file or folder,
-    dac_44khz, dac_24khz, debug_compression_model, or a Hugging Face name when the hub is reachable).
+    `//pretrained/NAME_OR_PATH` (audiocraft's CompressionModel.get_pretrained: an exported file or folder, a
+    folder in transformers' EnCodec format (config.json + model.safetensors or pytorch_model.bin, loaded as
+    audiocraft loads a hub name), dac_44khz, dac_24khz, debug_compression_model, or a Hugging Face name when the
+    hub is reachable). A folder that holds none of these is refused naming the folder forms that load.
     trust_checkpoint: unpickle fully (torch.load weights_only=False); None trusts `//sig/` only (the user's
     own Dora dir), which torch >= 2.6 needs for audiocraft training checkpoints (see _torch_load).
     key: how the user named it, for the messages: `--model` (the CLI) or a config key (`continue_from`, ...).

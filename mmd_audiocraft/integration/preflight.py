@@ -11,25 +11,29 @@ or package they need is missing (`metric_requirements.py`). Each case is checked
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 from pathlib import Path
 
 import omegaconf
 
 from ..core.validation import is_int_at_least
+from . import xps
 from .errors import ConfigError
-from .loaders import PRETRAINED_PREFIX, SIG_PREFIX, ModelLoadError, load_compression_model
+from .loaders import PRETRAINED_PREFIX, ModelLoadError, load_compression_model
 from .metric_requirements import missing_requirements
 
 SPLITS = ("train", "valid", "evaluate", "generate")
 # audiocraft's solvers that load a codec from `compression_model_checkpoint` (builders.get_solver's names)
 CODEC_USERS = ("musicgen", "lm", "audiogen", "sound_lm", "magnet", "audio_magnet", "diffusion")
 STAGES = ("generate", "evaluate", "valid")  # what `execute_only` can run (audiocraft's StandardSolver.run_one_stage)
+logger = logging.getLogger(__name__)
 
 
 def check_before_build(cfg: omegaconf.DictConfig, world_size: int, resuming: bool = False) -> None:
     """Every check below that applies to `cfg`; raises ConfigError. `resuming`: the XP has its own checkpoint
     (audiocraft then ignores `continue_from`)."""
+    check_fsdp(cfg)
     check_batch_sizes(cfg, world_size)
     check_datasource(cfg)
     check_execute_only(cfg, resuming)
@@ -39,7 +43,22 @@ def check_before_build(cfg: omegaconf.DictConfig, world_size: int, resuming: boo
         check_continue_from(cfg)
     if cfg.get("solver") in CODEC_USERS:
         check_generation_metrics(cfg)
-        check_lm_codec(cfg)
+        check_lm_codec(cfg, resuming)
+
+
+# -- devices -----------------------------------------------------------------------------------------------------
+def check_fsdp(cfg: omegaconf.DictConfig) -> None:
+    """`fsdp.use=true` needs one CUDA GPU per process: audiocraft's `optim.fsdp.wrap_with_fsdp` asserts it
+    ("Please upgrade Dora!") after the data and the model are built."""
+    if not (cfg.get("fsdp") or {}).get("use"):
+        return
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if str(cfg.get("device")) != "cuda" or gpus == 0:
+        where = f"device={cfg.get('device')}" if str(cfg.get("device")) != "cuda" else "no CUDA GPU is visible"
+        raise ConfigError(f"fsdp.use=true shards the model over CUDA GPUs (audiocraft's FSDP wrapper), and here "
+                          f"{where}: set fsdp.use=false to train without sharding")
 
 
 # -- data over processes ---------------------------------------------------------------------------------------
@@ -79,9 +98,14 @@ def check_datasource(cfg: omegaconf.DictConfig) -> None:
     from dora import git_save
 
     sources = cfg.get("datasource") or {}
+    if all(sources.get(split) is None for split in SPLITS):
+        raise ConfigError("datasource.train=null: no dataset given (the paper-scale configs name none, so that "
+                          "they never train on a corpus by accident): add dset=audio/NAME (a dset config) or "
+                          "datasource.train=, .valid=, .evaluate=, .generate= manifest folders with "
+                          "datasource.max_sample_rate and datasource.max_channels; docs/DATA.md")
     for split in SPLITS:
         value = sources.get(split)
-        if not isinstance(value, str) or value == "???":
+        if not isinstance(value, str):
             continue
         path = Path(git_save.to_absolute_path(value))
         if path.exists():
@@ -177,10 +201,10 @@ def check_continue_from(cfg: omegaconf.DictConfig) -> None:
             "trained with")
 
 
-def check_lm_codec(cfg: omegaconf.DictConfig) -> None:
+def check_lm_codec(cfg: omegaconf.DictConfig, resuming: bool = False) -> None:
     """`compression_model_checkpoint` names a codec an LM can use: loadable, no input renormalisation (the
-    LM solvers assert the codec's scale is None at their first batch), and the LM's sample rate, number of
-    codebooks and cardinality."""
+    LM solvers assert the codec's scale is None at their first batch), the LM's sample rate, number of
+    codebooks and cardinality, and the codec the LM trained on (`check_codec_provenance`)."""
     spec = cfg.get("compression_model_checkpoint")
     key = "compression_model_checkpoint"
     if not spec:
@@ -208,6 +232,43 @@ def check_lm_codec(cfg: omegaconf.DictConfig) -> None:
             f"{key}={spec} has {model.num_codebooks} codebooks of {model.cardinality} codes, which this LM config "
             f"does not fit: set {settings} (they change together: the LM predicts one stream per codebook "
             "(transformer_lm.n_q) over the codec's codes (transformer_lm.card), laid out by its codebooks_pattern)")
+    check_codec_provenance(cfg, spec, xps.codec_digest(loaded.model), resuming)
+
+
+def check_codec_provenance(cfg: omegaconf.DictConfig, spec: str, digest: str, resuming: bool) -> None:
+    """An LM XP records the codec it starts training on (integration/xps.py); a resume, or an evaluation of it
+    (in place, or `continue_from` naming it), must load the same weights: audiocraft reloads
+    `compression_model_checkpoint` at every start, so a codec retrained under the same //sig/ would silently
+    change the codes. Refused (ConfigError naming both digests) unless `accept_codec_change=true`, then a
+    warning in the log."""
+    import flashy
+
+    own = xps.current_folder()
+    if cfg.get("execute_only"):
+        source = cfg.get("continue_from")
+        folder = own if cfg.get("execute_inplace") or resuming or not source else (
+            xps.xp_folder(xps.sig_of(source)) if xps.sig_of(source) else _xp_folder_of_path(str(source)))
+        what = "evaluating"
+    elif resuming:
+        folder, what = own, "resuming"
+    else:
+        if own is not None and flashy.distrib.is_rank_zero():
+            xps.record_provenance(own, spec, digest)
+        return
+    if folder is None:
+        return
+    try:
+        warning = xps.check_provenance(folder, spec, digest, bool(cfg.get(xps.ACCEPT_KEY)), what)
+    except xps.ProvenanceError as exc:
+        raise ConfigError(f"compression_model_checkpoint={exc}") from None
+    if warning:
+        logger.warning("compression_model_checkpoint=%s", warning)
+
+
+def _xp_folder_of_path(path: str) -> Path:
+    """The XP folder of a checkpoint path (its folder) or of an XP folder."""
+    path = Path(path).expanduser()
+    return path if path.is_dir() else path.parent
 
 
 def lm_fixes(cfg: omegaconf.DictConfig, n_q: int, card: int) -> dict:
@@ -252,30 +313,44 @@ def _override_value(value) -> str:
 
 
 # -- one stage of a trained model, and what its metrics need -----------------------------------------------------
+def evaluation_forms(stage: str, sig: str = "SIG") -> str:
+    """The two commands that run one stage of XP `sig`'s trained model (the refusals below name them)."""
+    return (f"`dora -P mmd_audiocraft run -f {sig} execute_only={stage} execute_inplace=true` (in that XP, on its "
+            f"own checkpoint; writes only {stage}.log.0 there) or `dora -P mmd_audiocraft run -f {sig} "
+            f"continue_from=//sig/{sig} execute_only={stage}` (a new XP that logs the {stage} metrics in its "
+            "history.json)")
+
+
 def check_execute_only(cfg: omegaconf.DictConfig, resuming: bool = False) -> None:
     """`execute_only` runs one stage of a trained model (audiocraft's train.main): the stage must be one audiocraft
-    runs, the model must be named (`continue_from`, unless `execute_inplace`), and a `//sig/` XP must have its
-    checkpoint (audiocraft otherwise asserts, or raises `Could not resolve continue_from` after building)."""
+    runs, and trained weights must be there to load: the XP's own checkpoint with `execute_inplace` (audiocraft
+    otherwise evaluates freshly initialised weights), or `continue_from` naming an XP that has its checkpoint
+    (audiocraft otherwise asserts, or raises `Could not resolve continue_from` after building)."""
     stage = cfg.get("execute_only")
     if not stage:
         return
     if stage not in STAGES:
         raise ConfigError(f"execute_only={stage}: expected one of {', '.join(STAGES)}")
     spec = cfg.get("continue_from")
-    if not spec and not cfg.get("execute_inplace"):
+    own = xps.current_folder()
+    sig = own.name if own is not None else "SIG"
+    if cfg.get("execute_inplace"):
+        if not resuming:
+            raise ConfigError(f"execute_only={stage} execute_inplace=true: this XP ({sig}) has no "
+                              f"{xps.CHECKPOINT_NAME}, so there are no trained weights to run; to run a trained "
+                              f"XP's model use {evaluation_forms(stage)}")
+        return
+    if not spec:
         raise ConfigError(f"execute_only={stage} runs one stage of a trained model, and continue_from is not set: "
-                          f"give the model with continue_from=//sig/SIG (or a checkpoint path), or "
-                          "execute_inplace=true to run it on this XP's own checkpoint")
-    if not spec or resuming or not str(spec).startswith(SIG_PREFIX):
+                          f"use {evaluation_forms(stage, sig)}")
+    source = xps.sig_of(spec)
+    if resuming or source is None:
         return
     from audiocraft.utils import checkpoint
 
     if checkpoint.resolve_checkpoint_path(str(spec), use_fsdp=False) is None:
-        from audiocraft import train
-
-        folder = Path(train.main.dora.dir) / "xps" / str(spec)[len(SIG_PREFIX):].strip("/")
-        raise ConfigError(f"continue_from={spec}: {folder} has no checkpoint.th: run that XP to its end first "
-                          f"(execute_only={stage} reads its best state)")
+        raise ConfigError(f"continue_from={spec}: {xps.xp_folder(source)} has no {xps.CHECKPOINT_NAME}: run that "
+                          f"XP to its end first (execute_only={stage} reads its best state)")
 
 
 def check_generation_metrics(cfg: omegaconf.DictConfig) -> None:

@@ -17,6 +17,9 @@ preflight          audiocraft.train.get_solver                     integration/p
                                                                    fail in the job on a missing download
 quantizers         audiocraft.models.builders.get_quantizer        `encodec.quantizer=pvq` builds the PVQ: a dict
   (pvq.py)                                                         literal, looked up as a module global
+HF EnCodec folders audiocraft.models.encodec.CompressionModel       a transformers EnCodec folder (config.json +
+  (pretrained.py)    .get_pretrained                               weights) loads as a hub name does: audiocraft
+                                                                   took any path for an exported package
 checkpoints        audiocraft.utils.checkpoint.load_checkpoint     a trusting torch.load: torch >= 2.6 loads
                                                                    weights-only, audiocraft checkpoints hold OmegaConf
 config search      hydra Plugins.register(SearchPathPlugin)        mmd_audiocraft.config appended: Dora lists groups
@@ -29,6 +32,16 @@ environment        USER, HF_HUB_OFFLINE                            set when miss
   (process.py)                                                     hub lookups hang without a route
 login name         os.getlogin                                     falls back to the effective user: `dora grid`
   (process.py)                                                     (Shepherd._check_orphans) fails without a terminal
+grids              dora.grid.run_grid                              a grid folder per setting of the inputs (Dora
+                                                                   cancels what a folder no longer defines); the
+                                                                   grid_check.py check before submitting; --clear
+                                                                   refused before Dora deletes the XP folders when
+                                                                   SLURM cannot take the jobs (slurm.py asks sinfo)
+XP folders         dora HydraMain.init_xp, .dora.exclude;          xps.py: an execute_only run in an XP's own folder
+  (xps.py)         dora.explore.Launcher._herd/_shepherd,          keeps its .argv.json (else `-f SIG` would resume
+                   dora.shep.Sheep                                 as an evaluation); execute_inplace and
+                                                                   accept_codec_change are not in signatures; grids
+                                                                   listed without scheduling (waiting LMs, compare)
 inside the solver  CompressionSolver.__init__, .balancer,          see integration/solver.py: the loss key, its
                    .balancer.averager, .load_from_pretrained,      backward, a resumable EMA, HF weight-norm keys,
                    .save_checkpoints                               the cause of a failed checkpoint write first
@@ -40,6 +53,7 @@ import functools
 import os
 from pathlib import Path
 
+from .pretrained import install_hf_encodec_folders
 from .process import prepare_process, wrap_once
 
 _WHEEL_WITHOUT_CONFIG = """\
@@ -189,9 +203,57 @@ def register_config_search_path() -> None:
     plugins.register(MMDAudiocraftSearchPath)
 
 
+def install_grid_guard() -> None:
+    """Around `dora.grid.run_grid`: each setting of a grid's inputs gets its own grid folder (`NAME@SETTING`,
+    from the explorer's `setting()`: Dora cancels the jobs of the XPs a folder lists and a run no longer
+    defines); a grid that submits is checked first (integration/grid_check.py) and submits nothing while
+    anything is missing; `--clear`, which deletes every XP folder of the grid after its confirmation and only
+    then submits, is refused where SLURM cannot take the jobs, naming the local alternative."""
+    import dora.grid as grid
+    from dora.conf import SubmitRules
+
+    from . import xps
+    from .errors import ConfigError
+    from .slurm import submission_blocker
+
+    def make(stock):
+        @functools.wraps(stock)
+        def run_grid(main, explorer, grid_name, rules=None, slurm=None, args=None):
+            try:
+                return guarded(stock, main, explorer, grid_name, rules, slurm, args)
+            except ConfigError as exc:  # an input the grid cannot run with (grids/_profile.py): one line
+                raise SystemExit(f"dora grid {grid_name}: {exc}") from None
+        return run_grid
+
+    def guarded(stock, main, explorer, grid_name, rules, slurm, args):
+        options = args if args is not None else grid.RunGridArgs()
+        if options.clear and not options.dry_run:
+            blocker = submission_blocker()
+            if blocker is not None:
+                sigs = list(xps.list_grid(main, explorer).sheeps)
+                raise SystemExit(
+                    f"dora grid {grid_name} --clear refused, nothing was deleted: --clear deletes every XP folder "
+                    f"of the grid before it submits, and SLURM cannot take jobs here ({blocker}). To restart one "
+                    f"XP from scratch on this machine: dora -P mmd_audiocraft run --clear -f SIG (this grid's "
+                    f"{len(sigs)} XPs: {' '.join(sigs)})")
+        if not options.dry_run and not options.cancel:
+            from .grid_check import format_problems, grid_problems
+
+            problems = grid_problems(main, explorer)
+            if problems:
+                raise SystemExit(format_problems(grid_name, problems))
+        setting = getattr(explorer, "setting", None)  # grids/_explorers.py: one grid folder per setting
+        folder = f"{grid_name}@{setting()}" if setting is not None and "@" not in grid_name else grid_name
+        return stock(main, explorer, folder, rules if rules is not None else SubmitRules(), slurm, options)
+
+    wrap_once(grid, "run_grid", make)
+
+
 def install_all() -> None:
     """Every seam the Dora main needs (after `audiocraft.train` is imported); idempotent."""
     prepare_process()
     register_config_search_path()
     install_checkpoint_loading()
     install_solver_selection()
+    install_grid_guard()
+    install_hf_encodec_folders()

@@ -228,8 +228,11 @@ class MMDCompressionSolver(CompressionSolver):
         return independence_loss(z, pattern=pattern, generator=self.inde_state.generator, options=self.options.loss)
 
     def independence_of_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """The configured MMD of rows [n, K, N] already grouped by the pattern (held-out samples)."""
-        return independence_loss_from_rows(rows, generator=self.inde_state.generator, options=self.options.loss)
+        """The configured MMD of rows [n, K, N] already grouped by the pattern (held-out samples, on CPU). Its
+        shuffles come from `inde.evaluate.seed`, not the training generator: an evaluation gives the same value
+        after training and when run alone (`execute_only=evaluate`)."""
+        generator = torch.Generator().manual_seed(self.options.evaluate.seed)
+        return independence_loss_from_rows(rows, generator=generator, options=self.options.loss)
 
     def _apply_mmd_gradient(self, mmd: torch.Tensor, passes) -> tuple[float, float]:
         """Send weight x the MMD gradient into the encoder; returns (weight, norm of what was sent).

@@ -3,12 +3,13 @@
 what sampling 10 s of audio costs each pattern (autoregressive steps, measured seconds)."""
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 
 import torch
+
+from ...integration import xps
 
 LM_PATTERNS = ("delay", "unroll")  # MusicGen's parallel-in-steps pattern and the exact flattened one
 
@@ -23,7 +24,7 @@ def lm_args(codec_sig: str, pattern: str, budget: dict, seed: int) -> list[str]:
 
 def valid_cross_entropy(xp_dir: Path) -> dict:
     """The last epoch's valid cross-entropy of an LM XP: nats per code (audiocraft's `ce`) and bits."""
-    history = json.loads((xp_dir / "history.json").read_text())
+    history = xps.read_history(xp_dir)
     ce = float(history[-1]["valid"]["ce"])
     return {"ce_nats": ce, "ce_bits": ce / math.log(2), "epochs": len(history)}
 
@@ -51,7 +52,7 @@ def sampling_cost(xp_dir: Path, seconds: float = 10.0, timed_seconds: float = 0.
     from ...integration.seams import trusting_torch_load
 
     with trusting_torch_load():
-        state = torch.load(xp_dir / "checkpoint.th", map_location="cpu")
+        state = torch.load(xps.checkpoint_of(xp_dir), map_location="cpu")
     cfg = OmegaConf.load(xp_dir / ".hydra" / "config.yaml")
     lm = get_lm_model(cfg)
     lm.load_state_dict(state["model"])

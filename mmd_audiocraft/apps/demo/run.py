@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 from ...core.metrics.factorization_gap import GapOptions, format_gap_bits
+from ...integration import xps
 from ...integration.process import prepare_process
 
 # how much held-out audio each measurement reads: full = the whole split (12.6 min); quick = a CI smoke run
@@ -80,10 +81,10 @@ def train_all(runs: dict[str, list[str]], env: dict, desc: str = "training") -> 
     procs, logs, done = {}, {}, {}
     epochs = {n: int(next(a for a in args if a.startswith("optim.epochs=")).split("=")[1]) for n, args in runs.items()}
     for name, args in runs.items():
-        xp_dir = main.dora.dir / "xps" / sigs[name]
+        xp_dir = xps.xp_folder(sigs[name], main.dora.dir)
         xp_dir.mkdir(parents=True, exist_ok=True)
-        done[name] = _epochs_done(xp_dir)
-        if done[name] >= epochs[name] and (xp_dir / "checkpoint.th").exists():
+        done[name] = len(xps.read_history(xp_dir))
+        if done[name] >= epochs[name] and xps.checkpoint_of(xp_dir).exists():
             _log(f"{name}: XP {sigs[name]} already trained")
             continue
         logs[name] = xp_dir / "demo_train.log"
@@ -95,7 +96,7 @@ def train_all(runs: dict[str, list[str]], env: dict, desc: str = "training") -> 
         while any(p.poll() is None for p in procs.values()):
             time.sleep(2)
             for name in procs:
-                now = _epochs_done(main.dora.dir / "xps" / sigs[name])
+                now = len(xps.read_history(xps.xp_folder(sigs[name], main.dora.dir)))
                 if now > done[name]:
                     bar.update(now - done[name])
                     done[name] = now
@@ -107,16 +108,9 @@ def train_all(runs: dict[str, list[str]], env: dict, desc: str = "training") -> 
     return sigs
 
 
-def _epochs_done(xp_dir: Path) -> int:
-    try:
-        return len(json.loads((xp_dir / "history.json").read_text()))
-    except (OSError, ValueError):
-        return 0
-
-
 def training_summary(xp_dir: Path) -> dict:
     """What the last training epoch logged: the loss value, its gradient ratio and codebook usage."""
-    last = json.loads((xp_dir / "history.json").read_text())[-1]
+    last = xps.read_history(xp_dir)[-1]
     keys = ("inde", "inde_weight", "inde_grad_ratio", "msspec", "l1")
     return {k: last["train"][k] for k in keys if k in last["train"]}
 
@@ -164,7 +158,7 @@ def evaluate_codec(sig: str, manifests: Path, quick: bool, gap: GapOptions | Non
     budget = MEASURE["quick" if quick else "full"]
     options = json.dumps([str(manifests), budget, None if gap is None else dataclasses.asdict(gap)], sort_keys=True)
     key = hashlib.sha1(options.encode()).hexdigest()[:8]
-    cache = dora_main.dora.dir / "xps" / sig / f"demo_measure_{split}_{key}.json"
+    cache = xps.xp_folder(sig, dora_main.dora.dir) / f"demo_measure_{split}_{key}.json"
     if cache.exists():  # measured before with the same data and options (by the demo or the sweep)
         return json.loads(cache.read_text())
     loaded = load_compression_model(f"//sig/{sig}")
@@ -298,10 +292,10 @@ def train_lms(sigs: dict[str, str], codecs: tuple, budget: dict, seed: int, env:
     out: dict[str, dict] = {}
     for name, sig in lm_sigs.items():
         codec, pattern = name.split(" LM ")
-        out.setdefault(codec, {})[pattern] = {"xp": sig, **valid_cross_entropy(dora_main.dora.dir / "xps" / sig)}
+        out.setdefault(codec, {})[pattern] = {"xp": sig, **valid_cross_entropy(xps.xp_folder(sig, dora_main.dora.dir))}
         _log(f"LM {name}: valid CE {out[codec][pattern]['ce_bits']:.3f} bits/code")
     for pattern in LM_PATTERNS:  # the cost of a step does not depend on the codec: timed once per pattern
-        cost = sampling_cost(dora_main.dora.dir / "xps" / lm_sigs[f"recommended LM {pattern}"])
+        cost = sampling_cost(xps.xp_folder(lm_sigs[f"recommended LM {pattern}"], dora_main.dora.dir))
         for codec in out:
             out[codec][pattern]["sampling"] = cost
         _log(f"sampling 10 s with the {pattern} pattern: {cost['steps']} steps, {cost['seconds']:.1f} s (timed on "
@@ -337,19 +331,18 @@ def main(argv=None) -> int:
     lms = {} if args.no_lm else train_lms(sigs, lm_codecs, LM_QUICK if args.quick else LM_FULL, args.seed, env)
 
     from ...train import main as dora_main
-    from ..compare import GAP_FILE
     from ..json_output import write_json
 
     results = {}
     gap = GAP_QUICK if args.quick else GAP_FULL
     for name, sig in sigs.items():
         _log(f"measuring codec {name} on the held-out split")
-        xp_dir = dora_main.dora.dir / "xps" / sig
+        xp_dir = xps.xp_folder(sig, dora_main.dora.dir)
         results[name] = evaluate_codec(sig, corpus_root / "music_16khz", args.quick, gap=gap)
         results[name]["training"] = training_summary(xp_dir)
         results[name]["xp"] = sig
         results[name]["lm"] = lms.get(name)
-        write_json(results[name]["gap"], xp_dir / GAP_FILE)  # what `compare` reads
+        write_json(results[name]["gap"], xps.gap_cache(xp_dir))  # what `compare` reads
     print_table(results, args.seed)
     payload = {"budget": budget, "seed": args.seed, "corpus": str(corpus_root), "quick": args.quick,
                "seconds": round(time.time() - start, 1), "codecs": results}
