@@ -53,7 +53,8 @@ CODEC_SOLVER = "solver=compression/encodec_mmd_musicgen_32khz"
 # An untrained codec whose codebooks start random (audiocraft's uniform init) instead of waiting for k-means on the
 # first training batch (rvq.kmeans_init, all-zero until then: every frame would get code 0); batches of 8 for the
 # codes counted below.
-CODEC_CPU = ["device=cpu", "rvq.kmeans_init=false", "dataset.batch_size=8", "dataset.num_workers=0"]
+CODEC_CPU = ["dset=audio/mmd_music_32khz", "device=cpu", "rvq.kmeans_init=false", "dataset.batch_size=8",
+             "dataset.num_workers=0"]
 RESULTS = "@@RESULTS@@"
 
 
@@ -204,6 +205,7 @@ def main() -> int:
         dora_dir = work / "dora"
         env = dict(os.environ, AUDIOCRAFT_DORA_DIR=str(dora_dir), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
                    MMD_AUDIOCRAFT_CORPUS=str(corpus_32khz(work / "corpus")), MMD_GRID_PROFILE="paper",
+                   MMD_DSET="audio/mmd_music_32khz",  # the paper profile trains on the data it is given
                    BENCH_OUT=str(work / "record.json"))
         sizes = ["--segment", str(args.segment), "--batch", str(args.batch), "--updates", str(args.updates)]
         proc, codec_seconds, codec_rss = _child([sys.executable, __file__, "--codec-child", *sizes], env, work)

@@ -109,7 +109,8 @@ def data_overrides(rate: int) -> dict:
         return {}
     if not Path(data).is_absolute():
         raise ConfigError(f"{DATA_VAR}={data}: expected an absolute path (jobs run from their own folder)")
-    return {"datasource.max_sample_rate": rate, "datasource.max_channels": 1,
+    # dset=audio/mmd_unset: every datasource key null, not audiocraft's ??? (Dora cannot sign XPs from those)
+    return {"dset": "audio/mmd_unset", "datasource.max_sample_rate": rate, "datasource.max_channels": 1,
             **{f"datasource.{split}": str(Path(data) / split) for split in SPLITS}}
 
 

@@ -51,6 +51,40 @@ def fixture_corpus(root: Path) -> Path:
     return root
 
 
+def user_dataset(root: Path, sample_rate: int = 16000, descriptions: bool = True) -> Path:
+    """A user's dataset as docs/DATA.md makes one, outside the demo corpus: the committed music resampled to
+    `sample_rate`, a folder per split with the manifest audiocraft's tool writes, and a `<audio>.json` text
+    description beside each file (for MusicGen's conditioners) unless `descriptions` is false."""
+    import torchaudio
+
+    audio = root / "audio"
+    audio.mkdir(parents=True)
+    for i, wav in enumerate(sorted(MUSIC_FIXTURE.glob("*.wav"))):
+        samples, rate = torchaudio.load(str(wav))
+        target = audio / wav.name
+        torchaudio.save(str(target), torchaudio.functional.resample(samples, rate, sample_rate), sample_rate)
+        if descriptions:
+            target.with_suffix(".json").write_text(json.dumps(  # every key audiocraft's MusicDataset requires
+                {"title": wav.stem, "artist": "sectoid", "key": None, "bpm": None, "genre": "electronic",
+                 "moods": [], "description": f"game music, excerpt {i}", "name": None, "instrument": None}))
+    for split in SPLITS:
+        (root / split).mkdir()
+        subprocess.run([sys.executable, "-m", "audiocraft.data.audio_dataset", str(audio),
+                        str(root / split / "data.jsonl"), "--resolve"], check=True, capture_output=True)
+    return root
+
+
+def fake_t5_cache(cache: Path) -> None:
+    """The files the check looks for: t5-base's config and tokenizer model, in the hub cache's layout."""
+    revision = "0" * 40
+    snapshot = cache / "models--t5-base" / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "spiece.model"):
+        (snapshot / name).write_text("{}")
+    (cache / "models--t5-base" / "refs").mkdir()
+    (cache / "models--t5-base" / "refs" / "main").write_text(revision)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     return fixture_corpus(tmp_path_factory.mktemp("corpus"))

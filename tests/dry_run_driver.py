@@ -76,7 +76,7 @@ def run_step(words: list[str]) -> str:
         _set_env(words[1:] if words[0] == "export" else words)
         return ""
     if words[0] == "prepare-codec32":
-        xp, solver = _build(["solver=compression/encodec_mmd_musicgen_32khz"])
+        xp, solver = _build(["solver=compression/encodec_mmd_musicgen_32khz", "dset=audio/mmd_music_32khz"])
         xp.folder.mkdir(parents=True, exist_ok=True)
         with xp.enter():
             solver.save_checkpoints()

@@ -18,7 +18,7 @@ import torch
 
 from .conftest import dora_env, run_dora
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.default_stack]  # Dora folders and configs: stack-independent
 REFUSAL = "mmd_audiocraft: config error: compression_model_checkpoint="
 
 

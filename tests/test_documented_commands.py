@@ -54,6 +54,7 @@ CODEC32 = "dora -P mmd_audiocraft run solver=compression/encodec_musicgen_32khz"
 
 TABLE = {
     "README.md": {
+        "export MMD_DATA=/data/my_music/manifests": IN_PROCESS,
         "make demo": DEMO_QUICK,
         "make test": CI,
         f"{CODEC32} dset=<your dset> losses.inde=1000": DRY,
@@ -71,6 +72,17 @@ TABLE = {
         "pip install -e /path/to/mmd-audiocraft[torch211]": INSTALL,
         f"{CODEC32} dset=<your dset> losses.inde=1000": DRY,
     },
+    "docs/DATA.md": {
+        **{f"python -m audiocraft.data.audio_dataset /data/my_music/audio/{split} "
+           f"/data/my_music/manifests/{split}/data.jsonl": RUN for split in ("train", "valid", "evaluate", "generate")},
+        "export MMD_DATA=/data/my_music/manifests": RUN,
+        "mmd-audiocraft check mmd_codec_decoding": RUN,
+    },
+    "docs/CLUSTER.md": {
+        "export AUDIOCRAFT_CONFIG=/home/me/my_team.yaml": RUN,
+        "export MMD_GRID_SLURM=/home/me/slurm.yaml": RUN,
+        "mmd-audiocraft check mmd_musicgen": RUN,
+    },
     "docs/RUNS.md": {
         "dora -P mmd_audiocraft run -f SIG execute_only=evaluate execute_inplace=true": ADVICE,
         "dora -P mmd_audiocraft run -f SIG continue_from=//sig/SIG execute_only=evaluate": ADVICE,
@@ -78,12 +90,13 @@ TABLE = {
     },
     "docs/TRAINING.md": {
         f"{CODEC32} dset=audio/mmd_music_32khz losses.inde=1000": DRY,
-        "dora -P mmd_audiocraft run solver=compression/encodec_mmd_musicgen_32khz": DRY,
+        "dora -P mmd_audiocraft run solver=compression/encodec_mmd_musicgen_32khz dset=<your dset>": DRY,
         "dora -P mmd_audiocraft run solver=compression/encodec_mmd_tiny losses.inde=1000 optim.epochs=1 "
         "optim.updates_per_epoch=4": TINY_CODEC,
     },
     "docs/GRIDS.md": {
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
+        "export MMD_DATA=/data/my_music/manifests": IN_PROCESS,
         "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
         "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
         "export MMD_FAD_BIN=/checkpoint/$USER/google-research": IN_PROCESS,
@@ -112,6 +125,7 @@ TABLE = {
     },
     "examples/cluster_walkthrough.md": {
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
+        "export MMD_DATA=/data/my_music/manifests": IN_PROCESS,
         "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
         "dora -P mmd_audiocraft grid mmd_codec_weights": DRY,
         "dora -P mmd_audiocraft grid mmd_codec_kernels": DRY,
@@ -178,12 +192,15 @@ SUBSTITUTIONS = {
     "README.md": [(r"<your dset>", "audio/mmd_music_32khz"), (r"/checkpoint/\$USER/mmd", "$WORK/readme/dora"),
                   (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"), (r"//sig/SIG\b", "//sig/$TINY_SIG")],
     "docs/INSTALL.md": [(r"<your dset>", "audio/mmd_music_32khz")],
-    "docs/TRAINING.md": [],
+    "docs/TRAINING.md": [(r"<your dset>", "audio/mmd_music_32khz")],
     "docs/GRIDS.md": [(r"/checkpoint/\$USER/mmd", "$WORK/grids/dora"), *METRIC_DOWNLOADS],
     "docs/MEASURING.md": [(r"\s*\\\n\s*", " "), (r"\s*\[[^\]]*\]", ""),
                           (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"),
                           (r"//sig/SIG\b", "//sig/$TINY_SIG"), (r"//sig/SOURCE\b", "//sig/$TINY_SIG")],
     "docs/MULTI_GPU.md": [],
+    "docs/DATA.md": [(r"/data/my_music", "$WORK/my_music")],
+    "docs/CLUSTER.md": [(r"/home/me", "$WORK/me")],
+    "docs/RUNS.md": [],
     "examples/cluster_walkthrough.md": [(r"/checkpoint/\$USER/mmd", "$WORK/cluster/dora"), (r" -t 2\b", " --folder 2"),
                                         *METRIC_DOWNLOADS,
                                         (r"/tmp/mmd/dora", "$WORK/chain/dora"),
@@ -312,3 +329,40 @@ def test_finetune_example_cpu_check(tmp_path, tiny_corpus):
     xps = sorted((tmp_path / "ft" / "dora" / "xps").iterdir(), key=lambda p: p.stat().st_mtime)
     assert len(xps) == 2 and all((xp / "checkpoint.th").exists() for xp in xps)
     assert f"Continuing from provided checkpoint: //sig/{xps[0].name}" in (xps[1] / "solver.log.0").read_text()
+
+
+def yaml_blocks(doc: str) -> dict[str, str]:
+    """file name -> text of the ```yaml blocks of `doc` that open with `# /path/NAME`."""
+    blocks = re.findall(r"^```yaml\n# (\S+)\n(.*?)^```", (ROOT / doc).read_text(), re.S | re.M)
+    return {Path(path).name: text for path, text in blocks}
+
+
+@pytest.mark.slow
+@pytest.mark.default_stack
+def test_your_data_and_your_cluster_pages_as_written(tmp_path):
+    """docs/DATA.md then docs/CLUSTER.md, in one shell as a user types them: manifests of their 32 kHz music (with
+    text descriptions), MMD_DATA, their team config and SLURM YAML (the pages' YAML blocks, as files), and the
+    check passing for the codec and the LM grids. SLURM is an `sinfo` listing the team config's partition."""
+    from .conftest import fake_t5_cache, user_dataset
+
+    dataset = user_dataset(tmp_path / "dataset", sample_rate=32000)
+    for split in ("train", "valid", "evaluate", "generate"):
+        shutil.copytree(dataset / "audio", tmp_path / "my_music" / "audio" / split)
+    (tmp_path / "me").mkdir()
+    blocks = yaml_blocks("docs/CLUSTER.md")
+    assert set(blocks) == {"my_team.yaml", "slurm.yaml"}
+    for name, text in blocks.items():
+        (tmp_path / "me" / name).write_text(text.replace("/checkpoint/me", str(tmp_path / "checkpoint")))
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "sinfo").write_text("#!/bin/sh\necho 'debug*'\necho gpu_long\n")
+    (tmp_path / "bin" / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    for tool in ("sinfo", "sbatch"):
+        (tmp_path / "bin" / tool).chmod(0o755)
+    fake_t5_cache(tmp_path / "hf")
+    script = "\n".join([run_commands("docs/DATA.md"), run_commands("docs/CLUSTER.md")])
+    proc = bash(f"export PATH={tmp_path / 'bin'}:$PATH\n" + script, tmp_path, HF_HUB_OFFLINE="1",
+                HF_HUB_CACHE=str(tmp_path / "hf"), AUDIOCRAFT_REFERENCE_DIR=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"grid mmd_codec_decoding@paper-[0-9a-f]{8}: nothing missing", proc.stdout)
+    assert re.search(r"grid mmd_musicgen@paper-[0-9a-f]{8}: nothing missing", proc.stdout)
+    assert (tmp_path / "checkpoint" / "mmd").is_dir()  # the team config's Dora dir, checked writable

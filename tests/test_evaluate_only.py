@@ -18,7 +18,7 @@ import pytest
 from .conftest import TINY, history, run_dora, xp_dirs
 from .documentation import documented, dora_args
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.default_stack]  # Dora folders and configs: stack-independent
 
 
 def digest(path) -> str:

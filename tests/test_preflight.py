@@ -289,3 +289,21 @@ def test_fsdp_without_gpus_is_refused_before_building_and_the_advice_trains(comp
             "wrapper), and here device=cpu: set fsdp.use=false to train without sharding") in refused.splitlines()
     assert "Please upgrade Dora" not in refused and "Model hash" not in refused
     finish(start_dora(["run", *TINY, "fsdp.use=false"], dora_dir, tiny_corpus))  # the advice, as typed
+
+
+# -- the paper's codec config names no data (issue 28, item 2) ----------------------------------------------------
+def test_the_paper_codec_config_refuses_to_start_without_your_data(compose, tiny_corpus, tmp_path):
+    from mmd_audiocraft.integration.preflight import check_datasource
+
+    refused = finish(start_dora(["run", "solver=compression/encodec_mmd_musicgen_32khz"], tmp_path / "dora",
+                                tiny_corpus), expect_ok=False)
+    assert ("mmd_audiocraft: config error: datasource.train=null: no dataset given (the paper-scale configs name "
+            "none, so that they never train on a corpus by accident): add dset=audio/NAME (a dset config) or "
+            "datasource.train=, .valid=, .evaluate=, .generate= manifest folders with datasource.max_sample_rate "
+            "and datasource.max_channels; docs/DATA.md") in refused.splitlines()
+    assert "Model hash" not in refused
+    # both forms it names pass the check (the 32 kHz corpus of the fixture stands for the user's)
+    check_datasource(compose("solver=compression/encodec_mmd_musicgen_32khz", "dset=audio/mmd_music_32khz").cfg)
+    folders = [f"datasource.{s}={tiny_corpus / 'music_32khz' / s}" for s in ("train", "valid", "evaluate", "generate")]
+    check_datasource(compose("solver=compression/encodec_mmd_musicgen_32khz", *folders,
+                             "datasource.max_sample_rate=32000", "datasource.max_channels=1").cfg)

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, dora_env, finish, history, start_dora
+from .conftest import ROOT, dora_env, finish, history, start_dora, user_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
 # A directory and ports of its own: a cluster started by hand with the script's defaults is left alone.
 CLUSTER_ENV = {"MMD_SLURM_DIR": os.environ.get("MMD_SLURM_TEST_DIR", "/tmp/mmd-slurm-test"),
-               "MMD_SLURM_PORT": "16837"}
+               "MMD_SLURM_PORT": "16837", "MMD_SLURM_PARTITION": "cpu_q"}  # not audiocraft's default `debug`
 GRID = ["--no_git_save"]  # the checkout under test need not be committed (audiocraft sets dora.git_save)
 POLL = ["-i", "0.05"]     # monitored grids refresh every 3 s instead of 5 min
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -204,10 +204,27 @@ def argv(dora_dir: Path, sig: str) -> list[str]:
     return json.loads((dora_dir / "xps" / sig / ".argv.json").read_text())
 
 
+def git_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+
+
 @pytest.fixture(scope="module")
-def campaign(slurm, tiny_corpus, tmp_path_factory):
+def inputs(slurm, tmp_path_factory) -> dict:
+    """The documented inputs of a user's campaign (docs/DATA.md, docs/CLUSTER.md): their dataset in a folder of
+    their own, and audiocraft's team config naming their partition."""
+    root = tmp_path_factory.mktemp("user")
+    team = root / "team.yaml"
+    team.write_text(f"default:\n  dora_dir: {root / 'unused'}\n  partitions:\n    global: cpu_q\n"
+                    f"    team: cpu_q\n  reference_dir: {root}\n")
+    return {"MMD_GRID_PROFILE": "cpu", "MMD_DATA": str(user_dataset(root / "music")), "AUDIOCRAFT_CONFIG": str(team),
+            "SLURM_CONF": slurm["SLURM_CONF"], "root": root}
+
+
+@pytest.fixture(scope="module")
+def campaign(slurm, inputs, tiny_corpus, tmp_path_factory):
     dora_dir = tmp_path_factory.mktemp("slurm") / "dora"
-    env = {"MMD_GRID_PROFILE": "cpu", "SLURM_CONF": slurm["SLURM_CONF"]}
+    env = {k: v for k, v in inputs.items() if k != "root"}
+    status_before = git_status()
     # A submission interrupted before its job id was saved: the next `dora grid` looks for its job with
     # `squeue -u os.getlogin()`, which raises OSError without a terminal unless our main handles it.
     (dora_dir / "orphans").mkdir(parents=True)
@@ -226,10 +243,23 @@ def campaign(slurm, tiny_corpus, tmp_path_factory):
         wait_until(lambda: monitor_shows(codecs, "PEN", 3), "the codec grid's table of 3 pending jobs", 300, [codecs])
         out["queue_codecs"] = queue(slurm)
         step("codecs queued")
-        out["codec_sigs"] = sorted(p.name for p in (dora_dir / "grids" / "mmd_codec_decoding").iterdir())
+        (folder,) = (dora_dir / "grids").glob("mmd_codec_decoding@cpu-*")  # this setting's grid folder
+        out["codec_sigs"] = sorted(p.name for p in folder.iterdir())
         (parallel,) = [s for s in out["codec_sigs"] if any("parallel" in a for a in argv(dora_dir, s))]
         (dora_dir / "xps" / parallel / "checkpoint.th").write_bytes(b"truncated")  # fails when it starts
         out["failing"] = parallel
+
+        # another setting of the same grid (other data) while these pend: its own jobs, nothing of the first cancelled
+        other = {**env, "MMD_DATA": str(user_dataset(inputs["root"] / "other_music"))}
+        runs.append(start_dora(["grid", "mmd_codec_decoding", *GRID, "--no_monitoring"], dora_dir, tiny_corpus,
+                               env_extra=other))
+        out["other_setting"], queued = finish(runs[-1], timeout=600), queue(slurm)
+        out["queue_other_setting"] = queued
+        mine = {json.loads((dora_dir / "xps" / s / "job.json").read_text())["job_id"] for s in out["codec_sigs"]}
+        out["other_jobs"] = [job for job in queued if job not in mine]  # the second setting's, cancelled here
+        slurm_cmd(slurm, "scancel", *out["other_jobs"])
+        wait_until(lambda: len(queue(slurm)) == 3, "the other setting's jobs gone", 120)
+        step("other setting")
 
         runs.append(start_dora(["grid", "mmd_musicgen", *GRID, "--no_monitoring"], dora_dir, tiny_corpus,
                                env_extra=env))
@@ -253,12 +283,18 @@ def campaign(slurm, tiny_corpus, tmp_path_factory):
         set_node(slurm, "resume")
         out["lms"] = finish(lms, timeout=600)
         step("LM grid exited")
+        evaluations = start_dora(["grid", "mmd_musicgen_eval", *GRID, *POLL], dora_dir, tiny_corpus, env_extra=env)
+        runs.append(evaluations)
+        out["evaluations"] = finish(evaluations, timeout=600)
+        step("evaluation grid exited")
         out["accounting"] = accounting(slurm)
+        out["partitions"] = sorted(set(slurm_cmd(slurm, "sacct", "-X", "-n", "-P", "-o", "Partition").split()))
     finally:
         for run in runs:  # our own dora processes and their workers, if a step above failed
             if run.proc.poll() is None:
                 kill_tree(run.proc.pid)
                 run.proc.wait()
+    out["git_status"] = (status_before, git_status())
     print(f"\ncampaign steps (s since start): {steps}")
     for title, key in (("codec grid", "codecs"), ("LM grid before the codecs finish", "lm_before"),
                        ("LM grid", "lms")):
@@ -283,9 +319,9 @@ def test_codec_jobs_go_from_pending_through_running_to_completed(campaign):
 def test_a_failing_xp_is_reported_failed_and_does_not_block_the_others(campaign):
     seen = states_seen(campaign["codecs"], campaign["failing"])
     assert seen[0] == "PEN" and seen[-1] == "FAI"
-    names = {job: name for job, (name, _) in campaign["accounting"].items()}
+    codec_array = {job.split("_")[0] for job in campaign["queue_codecs"]}  # the codec grid's job array
     codec_jobs = {job: state for job, (_, state) in campaign["accounting"].items()
-                  if names[job].startswith("mmd_audiocraft_array_")}
+                  if job.split("_")[0] in codec_array}
     assert sorted(codec_jobs.values()) == ["COMPLETED", "COMPLETED", "FAILED"]  # sacct agrees with the table
     assert all(state in ("COM", "FAI") for state in tables(campaign["codecs"])[-1].values())  # the grid exited
 
@@ -353,10 +389,11 @@ def test_grid_cancel_cancels_the_queued_lm(campaign):
     assert not (dora_dir / "xps" / flatten / "history.json").exists()
 
 
-def test_grid_clear_goes_through_where_slurm_takes_the_jobs(slurm, tiny_corpus, tmp_path):
+def test_grid_clear_goes_through_where_slurm_takes_the_jobs(slurm, inputs, tiny_corpus, tmp_path):
     """The other side of tests/test_grid_clear.py: with a reachable cluster, `--clear` deletes and resubmits."""
     dora_dir = tmp_path / "dora"
-    env = {"MMD_GRID_PROFILE": "cpu", "SLURM_CONF": slurm["SLURM_CONF"]}
+    env = {"MMD_GRID_PROFILE": "cpu", "SLURM_CONF": slurm["SLURM_CONF"],
+           "AUDIOCRAFT_CONFIG": inputs["AUDIOCRAFT_CONFIG"]}  # the cluster's partition
     finish(start_dora(["grid", "mmd_codec_decoding", "--dry_run", "--init"], dora_dir, tiny_corpus, env_extra=env))
     sigs = sorted(p.name for p in (dora_dir / "xps").iterdir())
     for sig in sigs:
@@ -377,3 +414,30 @@ def test_grid_clear_goes_through_where_slurm_takes_the_jobs(slurm, tiny_corpus, 
     for sig in sigs:
         assert not (dora_dir / "xps" / sig / "checkpoint.th").exists()
         assert json.loads((dora_dir / "xps" / sig / "job.json").read_text())["job_id"] in jobs
+
+
+def test_another_setting_of_the_grid_cancels_nothing_of_the_first(campaign):
+    other = campaign["other_setting"]
+    assert "Canceling" not in other and len(re.findall("Scheduled job", other)) >= 1
+    assert len(campaign["queue_other_setting"]) == 6  # the first setting's 3 jobs still queued, and 3 of its own
+    assert set(campaign["queue_other_setting"].values()) == {"PENDING"}
+    for sig in campaign["codec_sigs"]:
+        assert states_seen(campaign["codecs"], sig)[0] == "PEN" and "CAN" not in states_seen(campaign["codecs"], sig)
+
+
+def test_the_users_campaign_runs_codec_lm_evaluation_on_their_data_and_partition_and_edits_nothing(campaign,
+                                                                                                   inputs):
+    dora_dir = campaign["dora_dir"]
+    for sig in campaign["codec_sigs"]:
+        argv_text = " ".join(argv(dora_dir, sig))
+        assert f"datasource.train=\"{inputs['MMD_DATA']}/train\"" in argv_text  # their data, in the signature
+    partitions = {p for entry in campaign["partitions"] for p in entry.split(",")}  # audiocraft: "team,global"
+    assert campaign["accounting"] and partitions == {"cpu_q"}  # every job on the team config's partition
+    (table,) = tables(campaign["evaluations"])[-1:]
+    done = [sig for sig, state in table.items() if state == "COM"]
+    assert len(done) >= 2  # the LMs that completed, each evaluated
+    for sig in done:
+        (epoch,) = history(dora_dir / "xps" / sig)
+        assert "ce" in epoch["evaluate"] and "chroma_cosine" in epoch["evaluate"]
+    before, after = campaign["git_status"]
+    assert after == before  # no tracked file edited, nothing written into the checkout

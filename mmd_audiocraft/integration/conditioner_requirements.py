@@ -19,6 +19,8 @@ from .metric_requirements import Missing
 TEXT_ATTRIBUTES = ("title", "artist", "key", "bpm", "genre", "moods", "keywords", "description", "name",
                    "instrument")
 T5_FILES = ("config.json", "spiece.model")
+# the keys MusicInfo.from_dict requires of a json when fields are required (all but its optional `keywords`)
+REQUIRED_KEYS = ("title", "artist", "key", "bpm", "genre", "moods", "description", "name", "instrument")
 
 
 def text_conditioners(cfg: omegaconf.DictConfig) -> dict[str, str]:
@@ -64,25 +66,38 @@ def manifest_entries(source: str) -> list[dict]:
 
 
 def missing_descriptions(cfg: omegaconf.DictConfig, split: str = "train") -> list[Missing]:
-    """Files of the `split` manifest without `<audio>.json` holding every text attribute the conditioners read."""
-    attributes = sorted(text_conditioners(cfg))
+    """Files of the `split` manifest whose `<audio>.json` would fail or starve the LM: a json without every key
+    MusicDataset requires (`dataset.info_fields_required`, audiocraft's default: a KeyError in the job), or no
+    text where MusicGen's T5 conditioners read it (other conditioners, e.g. the CPU tiny LM's lookup table,
+    train on what is there)."""
     source = omegaconf.OmegaConf.select(cfg, f"datasource.{split}")
-    if not attributes or not isinstance(source, str):
+    if not text_conditioners(cfg) or not isinstance(source, str):
         return []
+    wanted = sorted(a for a, model in text_conditioners(cfg).items() if model == "t5")
+    required = REQUIRED_KEYS if omegaconf.OmegaConf.select(cfg, "dataset.info_fields_required", default=True) else ()
     files = [entry["path"] for entry in manifest_entries(source)]
-    lacking = []
+    no_text, partial = [], []
     for audio in files:
-        info = Path(audio).with_suffix(".json")
         try:
-            fields = json.loads(info.read_text())
+            fields = json.loads(Path(audio).with_suffix(".json").read_text())
         except (OSError, ValueError):
-            fields = {}
-        if any(fields.get(a) in (None, "") for a in attributes):
-            lacking.append(audio)
-    if not lacking:
-        return []
-    return [Missing(f"datasource.{split}={source}", f"text for the LM's conditioners ({', '.join(attributes)}): "
-                    f"{len(lacking)} of {len(files)} files have none, e.g. {lacking[0]}; audiocraft would train "
-                    "those unconditioned", "<audio>.json beside each file",
-                    f"write {Path(lacking[0]).with_suffix('.json').name} with "
-                    f"{json.dumps({a: '...' for a in attributes})} beside each audio file (docs/DATA.md)")]
+            fields = None
+        if fields is not None and any(key not in fields for key in required):
+            partial.append(audio)
+        elif any((fields or {}).get(a) in (None, "") for a in wanted):
+            no_text.append(audio)
+    out = []
+    if partial:
+        lacking = [k for k in required if k not in json.loads(Path(partial[0]).with_suffix(".json").read_text())]
+        out.append(Missing(f"datasource.{split}={source}", f"{len(partial)} of {len(files)} files have a .json "
+                           f"without keys audiocraft's MusicDataset requires (e.g. {partial[0]}: {', '.join(lacking)}"
+                           "): the job would stop on a KeyError", "<audio>.json beside each file",
+                           f"give every key of {json.dumps(dict.fromkeys(required))} (null where unknown), or "
+                           "dataset.info_fields_required=false (docs/DATA.md)"))
+    if no_text:
+        out.append(Missing(f"datasource.{split}={source}", f"text for the LM's conditioners ({', '.join(wanted)}): "
+                           f"{len(no_text)} of {len(files)} files have none, e.g. {no_text[0]}; audiocraft would "
+                           "train those unconditioned", "<audio>.json beside each file",
+                           f"write {Path(no_text[0]).with_suffix('.json').name} with "
+                           f"{json.dumps({a: '...' for a in wanted})} beside each audio file (docs/DATA.md)"))
+    return out

@@ -60,8 +60,10 @@ def xp_problems(cfg, gpus: int) -> list[str]:
         out.append(f"{exc} (the job asks for {gpus} GPUs: MMD_GRID_SLURM)")
     if cfg.get("solver") in CODEC_USERS:
         out += [str(m) for m in missing_t5(cfg)]
-        if not out:  # descriptions are read from the manifests found above
+        try:
             out += [str(m) for m in missing_descriptions(cfg)]
+        except (OSError, ValueError):  # no readable manifest: said above
+            pass
         out += [str(m) for m in missing_requirements(cfg)]
     return out
 

@@ -236,14 +236,14 @@ def install_grid_guard() -> None:
                     f"of the grid before it submits, and SLURM cannot take jobs here ({blocker}). To restart one "
                     f"XP from scratch on this machine: dora -P mmd_audiocraft run --clear -f SIG (this grid's "
                     f"{len(sigs)} XPs: {' '.join(sigs)})")
+        setting = getattr(explorer, "setting", None)  # grids/_explorers.py: one grid folder per setting
+        folder = f"{grid_name}@{setting()}" if setting is not None and "@" not in grid_name else grid_name
         if not options.dry_run and not options.cancel:
             from .grid_check import format_problems, grid_problems
 
             problems = grid_problems(main, explorer)
             if problems:
-                raise SystemExit(format_problems(grid_name, problems))
-        setting = getattr(explorer, "setting", None)  # grids/_explorers.py: one grid folder per setting
-        folder = f"{grid_name}@{setting()}" if setting is not None and "@" not in grid_name else grid_name
+                raise SystemExit(format_problems(folder, problems))
         return stock(main, explorer, folder, rules if rules is not None else SubmitRules(), slurm, options)
 
     wrap_once(grid, "run_grid", make)
