@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test test-fast lint demo demo-quick corpus bench clean
+.PHONY: setup test test-fast lint demo demo-quick corpus bench clean distclean
 
 setup:
 	bash scripts/setup_env.sh $(STACK)
@@ -14,12 +14,18 @@ setup:
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# The SLURM test (tests/test_slurm_cluster.py: a one-node cluster it installs and starts, ~4 min) checks
-# Dora's submission path, and `compare`'s end-to-end test (tests/test_compare.py, ~2 min) Dora's XP and grid
-# reading, which the stack does not change: they run on the default stack only (CI stays under 45 minutes).
-SLURM_MARK := $(if $(filter pinned,$(STACK)),,-m "not slurm and not default_stack")
+# The SLURM test (tests/test_slurm_cluster.py: a one-node cluster it installs and starts) checks Dora's
+# submission path, and the default_stack tests Dora's XP and grid reading, which the stack does not change: they
+# run on the default stack only (CI stays under 45 minutes). SLURM=0 leaves the SLURM test out.
+SLURM ?= 1
+SLURM_MARK := $(if $(filter pinned,$(STACK)),$(if $(filter 0,$(SLURM)),-m "not slurm"),-m "not slurm and not default_stack")
+CACHE := $(or $(MMD_AUDIOCRAFT_CACHE),$(XDG_CACHE_HOME:%=%/mmd-audiocraft),$(HOME)/.cache/mmd-audiocraft)
 
 test: lint
+	@if [ "$(STACK)" = pinned ] && [ "$(SLURM)" != 0 ] && [ "$$(id -u)" = 0 ] && [ -z "$$CI" ]; then \
+	  echo "make test: as root, tests/test_slurm_cluster.py apt-get installs Slurm, munge and MariaDB (~12 MB)"; \
+	  echo "  and starts their daemons on ports 16837-16840 under /tmp/mmd-slurm-test (stopped afterwards)."; \
+	  echo "  To leave it out: make test SLURM=0. Starting in 10 s."; sleep 10; fi
 	$(PY) scripts/run_pytest.py $(SLURM_MARK)
 
 test-fast: setup
@@ -42,5 +48,11 @@ bench: setup
 	$(PY) benchmarks/bench_paper_scale.py
 	$(PY) benchmarks/bench_musicgen_small_cpu.py
 
+# What this checkout holds; the caches shared by checkouts (environments, audiocraft's sdist, the corpus, the
+# demo's XPs) are in $(CACHE): `make distclean` removes them too.
 clean:
 	rm -rf .venv .venv-* .pytest_cache .ruff_cache demo_results.json demo_results.png
+
+distclean: clean
+	@echo "removing $(CACHE) ($$(du -sh $(CACHE) 2>/dev/null | cut -f1): environments, corpus, demo XPs)"
+	rm -rf $(CACHE)

@@ -62,7 +62,8 @@ TABLE = {
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
         "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
         "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
-        f"{FT} continue_from=//pretrained/facebook/encodec_32khz": DRY,
+        "dora -P mmd_audiocraft run solver=compression/encodec_mmd_finetune_32khz dset=<your dset> "
+        "continue_from=//pretrained/facebook/encodec_32khz": DRY,
         "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir --json report.json": RUN,
         "mmd-audiocraft compare mmd_codec_weights --json weights.json --plot weights.png": COMPARE,
     },
@@ -366,3 +367,26 @@ def test_your_data_and_your_cluster_pages_as_written(tmp_path):
     assert re.search(r"grid mmd_codec_decoding@paper-[0-9a-f]{8}: nothing missing", proc.stdout)
     assert re.search(r"grid mmd_musicgen@paper-[0-9a-f]{8}: nothing missing", proc.stdout)
     assert (tmp_path / "checkpoint" / "mmd").is_dir()  # the team config's Dora dir, checked writable
+
+
+def test_make_test_says_what_the_slurm_test_installs_and_its_advice_leaves_it_out():
+    """As root outside CI, `make test` prints what the SLURM test installs and starts before anything runs, and
+    names SLURM=0, which leaves that test out (checked by make's dry run: what each would execute)."""
+    def dry(*args: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "CI"}
+        return subprocess.run(["make", "-n", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              check=True).stdout
+
+    default = dry("test")
+    notice = default.index("apt-get installs Slurm, munge and MariaDB")
+    assert notice < default.index("scripts/run_pytest.py") and "To leave it out: make test SLURM=0." in default
+    assert default.rstrip().endswith("scripts/run_pytest.py")  # the whole suite
+    assert dry("test", "SLURM=0").rstrip().endswith('scripts/run_pytest.py -m "not slurm"')
+    assert "rm -rf" in dry("distclean") and ".cache/mmd-audiocraft" in dry("distclean", "MMD_AUDIOCRAFT_CACHE=")
+
+
+def test_documented_measure_defaults_are_the_codes():
+    from mmd_audiocraft.apps.cli import build_parser
+
+    measure = build_parser().parse_args(["measure", "--model", "M", "--data", "D"])
+    assert f"(`--gap-seeds`, default {measure.gap_seeds})" in (ROOT / "docs" / "MEASURING.md").read_text()
