@@ -228,9 +228,9 @@ def test_cpu_profile_runs_the_same_grids_on_tiny_configs_and_one_cpu(grids):
 
 def test_paper_profile_refuses_without_your_data_and_each_setting_has_its_own_grid_folder(grids):
     assert grids["no_data"] == (  # one line, as `dora grid` prints it
-        "dora grid mmd_codec_decoding: MMD_GRID_PROFILE=paper trains on your 32 kHz music: export MMD_DATA=/path/to/manifests (folders train/ "
-        "valid/ evaluate/ generate/ of audiocraft manifests) or MMD_DSET=audio/NAME (a dset config); docs/DATA.md "
-        "says how to make them")
+        "dora grid mmd_codec_decoding: MMD_GRID_PROFILE=paper trains on your 32 kHz music: export "
+        "MMD_DATA=/path/to/manifests (folders train/ valid/ evaluate/ generate/ of audiocraft manifests) or "
+        "MMD_DSET=audio/NAME (a dset config); docs/DATA.md says how to make them")
     folders = grids["folders"]
     paper = [f for f in folders if f.startswith("mmd_codec_decoding@paper-")]
     assert paper and len(set(paper)) == 1  # MMD_DSET set: the paper setting, hashed

@@ -205,6 +205,8 @@ from dora.__main__ import main as dora_main
 codec_checkpoint, lm_folder, work = sys.argv[1:4]
 events = []
 dora.shep.Shepherd._submit = lambda self, job_array: events.append([s.xp.sig for s in job_array.sheeps])
+import mmd_audiocraft.integration.grid_check as grid_check
+grid_check.grid_problems = lambda main, explorer: []  # no SLURM here: the check itself is tests/test_grid_check.py
 
 def dora(*args):
     out = io.StringIO()

@@ -75,7 +75,8 @@ def check_installed(python: Path, tmp_path: Path, package_root: str, config_root
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MMD_AUDIOCRAFT_CONFIG_DIR")}
-    env.update(AUDIOCRAFT_DORA_DIR=str(tmp_path / "dora"), HF_HUB_OFFLINE="1")
+    env.update(AUDIOCRAFT_DORA_DIR=str(tmp_path / "dora"), HF_HUB_OFFLINE="1",
+               MMD_DSET="audio/mmd_music_32khz")  # the paper-scale grids train on the data they are given
 
     def run(*args) -> str:
         proc = subprocess.run([str(a) for a in args], cwd=outside, env=env, capture_output=True, text=True,
