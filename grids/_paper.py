@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from ._chain import SIG_PREFIX, launch_when_finished, xp_of
-from ._profile import current
+from ._profile import CODEC_SOLVER, current
 
 NO_MMD = {"losses.inde": 0.0}
 MMD = {"losses.inde": 1000.0}  # the config's default, stated for readability (same signature)
@@ -29,6 +29,12 @@ CODECS: dict[str, dict] = {
 
 # Fine-tuning source: a pretrained codec, or //sig/SIG of one of your codec XPs (changes the fine-tune sigs).
 FINETUNE_FROM = os.environ.get("MMD_FINETUNE_FROM", "//pretrained/facebook/encodec_32khz")
+# The fine-tune recipe (examples/finetune_existing_codec.md): the paper's codec config with the loss setting and
+# the fine-tune budget derived from scripts/finetune_study.py (its best trade-off: finetune_study.json).
+# FINETUNE_MMD is the setting that config holds, stated for readability (same signature); at CPU scale it is
+# applied to the tiny codec, where it was measured.
+FINETUNE_SOLVER = "compression/encodec_mmd_finetune_32khz"
+FINETUNE_MMD = {"losses.inde": 1000.0, "inde.grad_ratio": 1.0}
 
 FLATTEN = {"codebooks_pattern.modeling": "unroll"}  # flattening [0, 1, 2, 3], one code per step
 
@@ -77,6 +83,17 @@ def codec_launcher(launcher):
     profile = current()
     launcher.slurm_(**profile.codec_slurm)
     return launcher.bind_(profile.codec)
+
+
+def finetune_launcher(launcher):
+    """The fine-tune grid's launcher: the codec grids' resources and base, with the fine-tune recipe's config in
+    place of the paper's from-scratch one (at the paper's scale), continuing from FINETUNE_FROM."""
+    profile = current()
+    launcher.slurm_(**profile.codec_slurm)
+    base = dict(profile.codec)
+    if base.get("solver") == CODEC_SOLVER:
+        base["solver"] = FINETUNE_SOLVER
+    return launcher.bind_({**base, "continue_from": FINETUNE_FROM})
 
 
 def launch_codecs(launcher, names) -> None:

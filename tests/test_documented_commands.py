@@ -49,7 +49,7 @@ EXPORT_SNIPPET = "\n".join([
     "with trusting_torch_load():",
     "    export_encodec('/checkpoint/me/mmd/xps/SIG/checkpoint.th', '/data/codecs/mine/compression_state_dict.bin')",
 ])
-FT = "dora -P mmd_audiocraft run solver=compression/encodec_mmd_musicgen_32khz"
+FT_RECIPE = "dora -P mmd_audiocraft run solver=compression/encodec_mmd_finetune_32khz dset=<your dset>"
 CODEC32 = "dora -P mmd_audiocraft run solver=compression/encodec_musicgen_32khz"
 
 TABLE = {
@@ -167,11 +167,11 @@ TABLE = {
     },
     "examples/finetune_existing_codec.md": {
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
-        f"{FT} continue_from=//sig/SIG": DRY,
-        f"{FT} continue_from=/checkpoint/me/mmd/xps/SIG/checkpoint.th": DRY,
+        f"{FT_RECIPE} continue_from=//sig/SIG": DRY,
+        f"{FT_RECIPE} continue_from=/checkpoint/me/mmd/xps/SIG/checkpoint.th": DRY,
         EXPORT_SNIPPET: IN_PROCESS,
-        f"{FT} continue_from=//pretrained//data/codecs/mine/compression_state_dict.bin": DRY,
-        f"{FT} continue_from=//pretrained/facebook/encodec_32khz": DRY,
+        f"{FT_RECIPE} continue_from=//pretrained//data/codecs/mine/compression_state_dict.bin": DRY,
+        f"{FT_RECIPE} continue_from=//pretrained/facebook/encodec_32khz": DRY,
         "python -m mmd_audiocraft.apps.demo.corpus --out /tmp/ft/corpus --quick": RUN,
         "export HF_HUB_OFFLINE=1 AUDIOCRAFT_DORA_DIR=/tmp/ft/dora MMD_AUDIOCRAFT_CORPUS=/tmp/ft/corpus/quick": RUN,
         "TINY=solver=compression/encodec_mmd_tiny optim.epochs=1 optim.updates_per_epoch=5 evaluate.every=1": RUN,
@@ -189,12 +189,13 @@ TABLE = {
 METRIC_DOWNLOADS = [(r"/checkpoint/\$USER/google-research", "$WORK/installed/google-research"),
                     (r"/checkpoint/\$USER/tf-env/bin/python", "$PYTHON"),
                     (r"/checkpoint/\$USER/reference", "$WORK/installed/reference")]
+MY_DATA = (r"/data/my_music/manifests", "$MMD_AUDIOCRAFT_CORPUS/music_32khz")  # the user's manifests: the fixture's
 SUBSTITUTIONS = {
-    "README.md": [(r"<your dset>", "audio/mmd_music_32khz"), (r"/checkpoint/\$USER/mmd", "$WORK/readme/dora"),
+    "README.md": [MY_DATA, (r"<your dset>", "audio/mmd_music_32khz"), (r"/checkpoint/\$USER/mmd", "$WORK/readme/dora"),
                   (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"), (r"//sig/SIG\b", "//sig/$TINY_SIG")],
     "docs/INSTALL.md": [(r"<your dset>", "audio/mmd_music_32khz")],
     "docs/TRAINING.md": [(r"<your dset>", "audio/mmd_music_32khz")],
-    "docs/GRIDS.md": [(r"/checkpoint/\$USER/mmd", "$WORK/grids/dora"), *METRIC_DOWNLOADS],
+    "docs/GRIDS.md": [MY_DATA, (r"/checkpoint/\$USER/mmd", "$WORK/grids/dora"), *METRIC_DOWNLOADS],
     "docs/MEASURING.md": [(r"\s*\\\n\s*", " "), (r"\s*\[[^\]]*\]", ""),
                           (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"),
                           (r"//sig/SIG\b", "//sig/$TINY_SIG"), (r"//sig/SOURCE\b", "//sig/$TINY_SIG")],
@@ -202,11 +203,13 @@ SUBSTITUTIONS = {
     "docs/DATA.md": [(r"/data/my_music", "$WORK/my_music")],
     "docs/CLUSTER.md": [(r"/home/me", "$WORK/me")],
     "docs/RUNS.md": [],
-    "examples/cluster_walkthrough.md": [(r"/checkpoint/\$USER/mmd", "$WORK/cluster/dora"), (r" -t 2\b", " --folder 2"),
+    "examples/cluster_walkthrough.md": [MY_DATA, (r"/checkpoint/\$USER/mmd", "$WORK/cluster/dora"),
+                                        (r" -t 2\b", " --folder 2"),
                                         *METRIC_DOWNLOADS,
                                         (r"/tmp/mmd/dora", "$WORK/chain/dora"),
                                         (r"//sig/SIG\b", "//sig/$LM_CODEC_SIG"), (r"-f SIG\b", "-f $GRID_SIG")],
-    "examples/finetune_existing_codec.md": [(r"/checkpoint/\$USER/mmd|/checkpoint/me/mmd", "$WORK/finetune/dora"),
+    "examples/finetune_existing_codec.md": [(r"<your dset>", "audio/mmd_music_32khz"),
+                                            (r"/checkpoint/\$USER/mmd|/checkpoint/me/mmd", "$WORK/finetune/dora"),
                                             (r"/data/codecs/mine", "$WORK/codecs/mine"), (r"/tmp/ft", "$WORK/ft"),
                                             (r"//sig/SIG\b|xps/SIG\b", lambda m: m[0][:-3] + "$CODEC32_SIG")],
 }

@@ -8,12 +8,14 @@ the independence loss still runs its forward and backward on the loaded codec.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import TINY, finish, history, load_checkpoint, start_dora, xp_dirs
+from .conftest import ROOT, TINY, finish, history, load_checkpoint, start_dora, xp_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +119,49 @@ def test_continue_from_hugging_face_encodec_32khz_offline(started):
     unmatched = [k for k, v in final.items() if not any(h.shape == v.shape and torch.equal(h, v) for h in hf)]
     assert not unmatched, f"{len(unmatched)} of {len(final)} parameters are not the pretrained ones: {unmatched[:4]}"
     assert len(final) > 50
+
+
+# -- the fine-tune recipe (issue 29): what ships is what the study measured -----------------------------------
+STUDY = ROOT / "benchmarks" / "results" / "finetune_study.json"
+RECIPE_SOLVER = "compression/encodec_mmd_finetune_32khz"
+PAPER_SOLVER = "compression/encodec_mmd_musicgen_32khz"
+
+
+def study_script():
+    """scripts/finetune_study.py as a module (scripts/ is not a package): the docs' text is its output."""
+    spec = importlib.util.spec_from_file_location("finetune_study", ROOT / "scripts" / "finetune_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fine_tune_config_is_the_studys_setting_at_its_derived_budget(compose):
+    from mmd_audiocraft.grids._paper import FINETUNE_MMD
+    from omegaconf import OmegaConf
+
+    shipped = json.loads(STUDY.read_text())["summary"]["shipped"]
+    xp = compose(f"solver={RECIPE_SOLVER}")
+    cfg, paper = xp.cfg, compose(f"solver={PAPER_SOLVER}").cfg
+    for override in shipped["overrides"]:  # the loss setting the study chose
+        key, value = override.split("=")
+        assert OmegaConf.select(cfg, key) == pytest.approx(float(value)), override
+    # the grid states the same setting: same signature
+    assert compose(f"solver={RECIPE_SOLVER}", *(f"{k}={v}" for k, v in FINETUNE_MMD.items())).sig == xp.sig
+    # the paper's codec otherwise (a source's weights load strictly), macro-batch included
+    for key in ("sample_rate", "channels", "compression_model", "encodec", "seanet", "rvq", "losses.msspec",
+                "losses.adv", "inde.macro_batch", "inde.every", "inde.codebooks_pattern"):
+        assert OmegaConf.select(cfg, key) == OmegaConf.select(paper, key), key
+    # the budget: as many MMD steps as the study's (one per update there, one every inde.every updates here)
+    assert cfg.optim.epochs * cfg.optim.updates_per_epoch == shipped["updates"] * cfg.inde.every
+    assert cfg.optim.epochs * cfg.optim.updates_per_epoch < paper.optim.epochs * paper.optim.updates_per_epoch / 50
+
+
+@pytest.mark.parametrize("doc", ["examples/finetune_existing_codec.md", "docs/EVIDENCE.md"])
+def test_the_docs_show_the_studys_numbers(doc):
+    study = study_script()
+    results = json.loads(STUDY.read_text())
+    text = (ROOT / doc).read_text()
+    assert study.headline(results) in text
+    assert study.markdown_sources(results) in text
+    if doc == "docs/EVIDENCE.md":
+        assert study.markdown(results) in text
