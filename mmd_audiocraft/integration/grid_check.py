@@ -16,15 +16,15 @@ from . import xps
 from .conditioner_requirements import manifest_entries, missing_descriptions, missing_t5
 from .errors import ConfigError
 from .metric_requirements import missing_requirements
-from .preflight import CODEC_USERS, SPLITS, check_batch_sizes
-from .slurm import partitions, submission_blocker
+from .preflight import CODEC_USERS, SPLITS, check_batch_sizes, names_no_dataset
+from .slurm import ask_sinfo
 
 
 def _manifest_problems(cfg) -> list[str]:
     """Each split's manifest exists and reads, and its audio is not below the config's rate and channels."""
     out = []
     sources = cfg.get("datasource") or {}
-    if all(sources.get(split) is None for split in SPLITS):
+    if names_no_dataset(cfg):
         return ["datasource: no dataset given (the paper-scale configs name none): export MMD_DATA=/path/to/"
                 "manifests or MMD_DSET=audio/NAME (docs/DATA.md)"]
     rate, channels = int(cfg.sample_rate), int(cfg.channels)
@@ -81,10 +81,9 @@ def _dora_dir_problem(main) -> list[str]:
 
 
 def _partition_problems(wanted: set[str]) -> list[str]:
-    blocker = submission_blocker()
+    known, blocker = ask_sinfo()
     if blocker is not None:
         return [f"SLURM cannot take jobs here ({blocker}): run the grid where sbatch reaches the cluster"]
-    known = partitions()
     from audiocraft.environment import AudioCraftEnvironment
 
     team = AudioCraftEnvironment.get_team()

@@ -90,6 +90,12 @@ def check_batch_sizes(cfg: omegaconf.DictConfig, world_size: int) -> None:
                               f"dataset.{split}.num_samples={world_size} or more")
 
 
+def names_no_dataset(cfg: omegaconf.DictConfig) -> bool:
+    """Whether every split of `datasource` is null (dset=audio/mmd_unset, where the paper-scale configs start)."""
+    sources = cfg.get("datasource") or {}
+    return all(sources.get(split) is None for split in SPLITS)
+
+
 def check_datasource(cfg: omegaconf.DictConfig) -> None:
     """Every split of `datasource` names a manifest folder or file that exists (audiocraft reads them when it builds
     the solver's data, and a missing one ends in a FileNotFoundError traceback). Relative paths are resolved as
@@ -98,7 +104,7 @@ def check_datasource(cfg: omegaconf.DictConfig) -> None:
     from dora import git_save
 
     sources = cfg.get("datasource") or {}
-    if all(sources.get(split) is None for split in SPLITS):
+    if names_no_dataset(cfg):
         raise ConfigError("datasource.train=null: no dataset given (the paper-scale configs name none, so that "
                           "they never train on a corpus by accident): add dset=audio/NAME (a dset config) or "
                           "datasource.train=, .valid=, .evaluate=, .generate= manifest folders with "

@@ -214,7 +214,7 @@ def install_grid_guard() -> None:
 
     from . import xps
     from .errors import ConfigError
-    from .slurm import submission_blocker
+    from .slurm import ask_sinfo
 
     def make(stock):
         @functools.wraps(stock)
@@ -228,7 +228,7 @@ def install_grid_guard() -> None:
     def guarded(stock, main, explorer, grid_name, rules, slurm, args):
         options = args if args is not None else grid.RunGridArgs()
         if options.clear and not options.dry_run:
-            blocker = submission_blocker()
+            _, blocker = ask_sinfo()
             if blocker is not None:
                 sigs = list(xps.list_grid(main, explorer).sheeps)
                 raise SystemExit(

@@ -1,7 +1,8 @@
-"""Whether this machine can hand jobs to SLURM, asked before a Dora grid operation that needs it.
+"""Whether this machine can hand jobs to SLURM, and its partitions, asked before a Dora grid operation needs them.
 
 Dora submits through submitit's `SlurmExecutor`, which runs `sbatch`; a grid operation that deletes XP folders
-(`--clear`) must know before it deletes that the replacement jobs can be submitted.
+(`--clear`) must know before it deletes that the replacement jobs can be submitted, and the check before a grid
+submits (grid_check.py) that the partitions it names exist. One `sinfo` call answers both.
 """
 from __future__ import annotations
 
@@ -9,27 +10,17 @@ import shutil
 import subprocess
 
 
-def submission_blocker(timeout: float = 30.0) -> str | None:
-    """Why SLURM cannot take jobs from here (no `sbatch` on PATH, or `sinfo` cannot reach the controller), as
-    one short phrase; None when it can."""
+def ask_sinfo(timeout: float = 30.0) -> tuple[list[str], str | None]:
+    """(the partitions `sinfo` lists, their default's `*` dropped; why SLURM cannot take jobs from here, as one
+    short phrase, or None when it can: no `sbatch`/`sinfo` on PATH, or `sinfo` cannot reach the controller)."""
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return "no sbatch/sinfo on PATH"
+        return [], "no sbatch/sinfo on PATH"
     try:
         proc = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
-        return f"sinfo did not answer within {timeout:.0f} s"
+        return [], f"sinfo did not answer within {timeout:.0f} s"
     if proc.returncode != 0:
         first = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
-        return first if first.startswith("sinfo") else f"sinfo: {first}"
-    return None
-
-
-def partitions(timeout: float = 30.0) -> list[str]:
-    """The partitions `sinfo` lists (its default's `*` mark dropped); [] when it cannot be asked."""
-    try:
-        proc = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True,
-                              timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip().rstrip("*") for line in proc.stdout.splitlines() if line.strip()]
+        return [], first if first.startswith("sinfo") else f"sinfo: {first}"
+    return [line.strip().rstrip("*") for line in proc.stdout.splitlines() if line.strip()], None
