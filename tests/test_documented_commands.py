@@ -376,8 +376,9 @@ def test_make_test_says_what_the_slurm_test_installs_and_its_advice_leaves_it_ou
     """As root outside CI, `make test` prints what the SLURM test installs and starts before anything runs, and
     names SLURM=0, which leaves that test out (checked by make's dry run: what each would execute)."""
     def dry(*args: str) -> str:
-        env = {k: v for k, v in os.environ.items() if k != "CI"}
-        return subprocess.run(["make", "-n", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        # CI runs the suite inside its own make: its MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
+        env = {k: v for k, v in os.environ.items() if k not in ("CI", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        return subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                               check=True).stdout
 
     default = dry("test")
