@@ -19,7 +19,8 @@ lint: setup
 # run on the default stack only (CI stays under 45 minutes). SLURM=0 leaves the SLURM test out.
 SLURM ?= 1
 SLURM_MARK := $(if $(filter pinned,$(STACK)),$(if $(filter 0,$(SLURM)),-m "not slurm"),-m "not slurm and not default_stack")
-CACHE := $(or $(MMD_AUDIOCRAFT_CACHE),$(XDG_CACHE_HOME:%=%/mmd-audiocraft),$(HOME)/.cache/mmd-audiocraft)
+# one rule with setup_env.sh, the demo, the corpus and the dset configs: $MMD_AUDIOCRAFT_CACHE, else ~/.cache/...
+CACHE := $(or $(MMD_AUDIOCRAFT_CACHE),$(HOME)/.cache/mmd-audiocraft)
 
 test: lint
 	@if [ "$(STACK)" = pinned ] && [ "$(SLURM)" != 0 ] && [ "$$(id -u)" = 0 ] && [ -z "$$CI" ]; then \

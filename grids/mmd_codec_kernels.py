@@ -8,7 +8,7 @@ between codebooks, so its row is a control.
 from ._explorers import MMDCompressionExplorer
 from ._paper import MMD, codec_launcher
 
-KERNELS = ("gaussian", "inverse", "linear", "quadratic")  # multi-scale Gaussian, squared inverse (sigma 12)
+KERNELS = ("gaussian", "inverse", "linear", "quadratic")  # multi-scale Gaussian, inverse (sigma 12)
 
 
 @MMDCompressionExplorer

@@ -15,7 +15,7 @@ AUDIOCRAFT_VERSION=1.3.0
 AUDIOCRAFT_SHA256=d82ade3eb4f934ee1adb438ae687a2bf59d33ca4a20039beab072548c038ac80
 NEED_GB=${MMD_AUDIOCRAFT_NEED_GB:-7}
 PY=${PYTHON:-python3}
-cache=${MMD_AUDIOCRAFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmd-audiocraft}
+cache=${MMD_AUDIOCRAFT_CACHE:-$HOME/.cache/mmd-audiocraft}  # the rule the demo, corpus and dset configs use
 
 "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
   echo "setup: the lock files are for CPython 3.11; '$PY' is $("$PY" -V 2>&1). Set PYTHON=python3.11." >&2; exit 2; }

@@ -226,7 +226,8 @@ stop_daemons() {  # stop_daemons NAME...: SIGTERM by pid file, wait up to 30 s, 
 cmd_stop() {
     [[ -d $DIR/run ]] || { say "nothing to stop ($DIR/run absent)"; return; }
     if running slurmctld; then  # jobs first: their processes outlive slurmd otherwise
-        SLURM_CONF=$CONF scancel --quiet --partition=debug 2>/dev/null || true  # everyone's jobs
+        # every job, whatever its partition (the one this cluster was started with may differ from today's env)
+        SLURM_CONF=$CONF squeue -h -o %i 2>/dev/null | xargs -r env SLURM_CONF="$CONF" scancel --quiet || true
         wait_for 30 "job queue is empty" bash -c "[[ -z \$(SLURM_CONF='$CONF' squeue -h -o %i) ]]" \
             || say "jobs still listed after 30 s: $(SLURM_CONF=$CONF squeue -h 2>&1 | head -5)"
     fi

@@ -193,8 +193,8 @@ class MMDCompressionSolver(CompressionSolver):
             self.logger.warning(
                 "%s %s only with the independence loss on, and losses.inde is 0: this XP trains without the loss "
                 "(a grid's baseline may share them with its other XPs). The weight-free mode needs the loss on too: "
-                "losses.inde=1000 inde.grad_ratio=1 (any positive losses.inde; it is then only the first step's "
-                "weight).", ", ".join(ignored), "acts" if len(ignored) == 1 else "act")
+                "losses.inde=1000 inde.grad_ratio=1 (any positive losses.inde: it only switches the loss on, the ratio "
+                "sets the weight).", ", ".join(ignored), "acts" if len(ignored) == 1 else "act")
         self.capture = CodebookCapture(self.model.quantizer, self.options.source)
         guard = CodebookGuard(self.options.guard, self.n_q, fine_tuning=bool(self.cfg.get("continue_from")))
         seed = int(cfg.seed) + 1000 * flashy.distrib.rank()

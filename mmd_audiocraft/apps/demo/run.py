@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -331,7 +332,7 @@ def main(argv=None) -> int:
     lms = {} if args.no_lm else train_lms(sigs, lm_codecs, LM_QUICK if args.quick else LM_FULL, args.seed, env)
 
     from ...train import main as dora_main
-    from ..json_output import write_json
+    from ..json_output import provenance, write_json
 
     results = {}
     gap = GAP_QUICK if args.quick else GAP_FULL
@@ -344,8 +345,9 @@ def main(argv=None) -> int:
         results[name]["lm"] = lms.get(name)
         write_json(results[name]["gap"], xps.gap_cache(xp_dir))  # what `compare` reads
     print_table(results, args.seed)
-    payload = {"budget": budget, "seed": args.seed, "corpus": str(corpus_root), "quick": args.quick,
-               "seconds": round(time.time() - start, 1), "codecs": results}
+    command = "python -m mmd_audiocraft.apps.demo " + shlex.join(argv if argv is not None else sys.argv[1:])
+    payload = {**provenance(command.strip()), "budget": budget, "seed": args.seed, "corpus": str(corpus_root),
+               "quick": args.quick, "seconds": round(time.time() - start, 1), "codecs": results}
     write_json(payload, args.out)
     plot = plot_figure(results, args.out.with_suffix(".png"))
     _log(f"wrote {args.out} and {plot} in {time.time() - start:.0f} s")

@@ -1,0 +1,405 @@
+"""Every number README.md, docs/ and examples/ quote from a committed result is read back from that result here, so
+a stale number fails CI. A row: the page, the results file (under benchmarks/results/), the text as the page prints
+it (a format string; whitespace and line breaks are compared as one space), and a function of the file's JSON that
+gives the values. Each results file says how and when it was made (its command and date)."""
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from .conftest import ROOT
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def results(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def page(path: str) -> str:
+    return " ".join((ROOT / path).read_text().split())
+
+
+def mean(values) -> float:
+    return statistics.fmean(values)
+
+
+QUOTES = [
+    # --- README.md ---
+    ("README.md", "setup_cold.json", "a cold build took {:.0f} min and {:.1f} GB",
+     lambda d: (d["seconds"] / 60, sum(d["bytes"].values()) / 1e9)),
+    ("README.md", "make_test.json", "downloads and converts the corpus ({:.0f} MB in",
+     lambda d: (next(b for p, b in d["bytes"].items() if p.endswith("/corpus")) / 1e6,)),
+    ("README.md", "demo.json", "checkout: {:.0f} min with the environment and corpus in place",
+     lambda d: (d["seconds"] / 60,)),
+    ("README.md", "make_test.json", "`make test` took {:.0f} min with the environment in place",
+     lambda d: (d["seconds"] / 60,)),
+    ("README.md", "demo.json", "corrected pairwise total correlation from {:.2f} to {:.2f} % of the joint entropy, "
+     "at a log-mel L1 of {:.3f} against the baseline's {:.3f}",
+     lambda d: (*(d["codecs"][c]["report"]["protocol"]["corrected_pct_joint"] for c in ("baseline", "paper")),
+                *(d["codecs"][c]["reconstruction"]["log_mel_l1"] for c in ("paper", "baseline")))),
+    ("README.md", "sweep_recommended.json", "from {:.2f} / {:.2f} % (seeds 42 / 43) to {:.2f} / {:.2f} % and cost "
+     "log-mel L1 ({:.3f} / {:.3f} against {:.3f} / {:.3f})",
+     lambda d: tuple(d["runs"][f"{c} seed={s}"]["evaluate"][k] for k, cs in
+                     (("tc_corrected_pct", ("baseline", "paper")), ("log_mel_l1", ("paper", "baseline")))
+                     for c in cs for s in (42, 43))),
+    ("README.md", "paper_scale_cpu.json", "the paper's macro-batch costs {:.2f}x the stock training step and "
+     "{:.2f}x its peak memory",
+     lambda d: (d["cases"]["macro"]["step_s_amortised"] / d["cases"]["stock"]["step_s"],
+                d["cases"]["macro"]["peak_memory_mb"] / d["cases"]["stock"]["peak_memory_mb"])),
+    # --- docs/EVIDENCE.md ---
+    # the sweep: one table row per setting, values per seed 42 / 43
+    *[("docs/EVIDENCE.md", "sweep_recommended.json",
+       f"| {label} | {{:.2f}} / {{:.2f}} | {{:.2f}} / {{:.2f}} | {{:.2f}} | {{:.3f}} / {{:.3f}} | {{}} / {{}} | "
+       f"{ratio} |",
+       lambda d, s=setting: (
+           *(d["runs"][f"{s} seed={x}"]["evaluate"]["tc_corrected_pct"] for x in (42, 43)),
+           *(d["runs"][f"{s} seed={x}"]["evaluate"]["entropy_bits"][0] for x in (42, 43)),
+           min(mean(d["runs"][f"{s} seed={x}"]["evaluate"]["entropy_bits"][q] for x in (42, 43))
+               / mean(d["runs"][f"baseline seed={x}"]["evaluate"]["entropy_bits"][q] for x in (42, 43))
+               for q in range(4)),
+           *(d["runs"][f"{s} seed={x}"]["evaluate"]["log_mel_l1"] for x in (42, 43)),
+           *(f"{g['total_bits']:.3f} ± {g['spread_bits']:.3f}" if len(g["seeds"]) > 1
+             else f"{g['total_bits']:.3f} (1 predictor)"
+             for g in (d["runs"][f"{s} seed={x}"]["evaluate"]["gap"] for x in (42, 43))),
+           *(d["runs"][f"{s} seed={x}"]["training"].get("inde_grad_ratio") for x in (42, 43))))
+      for label, setting, ratio in [
+          ("baseline (`losses.inde=0`)", "baseline", "-"),
+          ("paper (`losses.inde=1000`)", "paper", "{:.2f} / {:.2f}"),
+          ("recommended (`inde.grad_ratio=1`)", "grad_ratio=1", "{:.2f} / {:.2f}"),
+          ("`inde.grad_ratio=3`", "grad_ratio=3", "{:.2f} / {:.2f}"),
+          ("`losses.inde=100`, disjoint estimator", "inde=100 disjoint", "{:.2f} / {:.0f}"),
+          ("`losses.inde=10` (a control)", "inde=10", "{:.3f} / {:.3f}")]],
+    ("docs/EVIDENCE.md", "sweep_recommended.json",
+     "{:.2f}x of the baseline's TC ({:.2f} vs {:.2f} %, means of the two seeds) for {:.0f} % more log-mel L1 "
+     "({:.3f} vs {:.3f})",
+     lambda d: (lambda tc, mel: (tc("paper") / tc("baseline"), tc("paper"), tc("baseline"),
+                                 100 * (mel("paper") / mel("baseline") - 1), mel("paper"), mel("baseline")))(
+         lambda s: mean(d["runs"][f"{s} seed={x}"]["evaluate"]["tc_corrected_pct"] for x in (42, 43)),
+         lambda s: mean(d["runs"][f"{s} seed={x}"]["evaluate"]["log_mel_l1"] for x in (42, 43)))),
+    ("docs/EVIDENCE.md", "sweep_recommended.json",
+     "lowers TC on both seeds ({:.2f}x: {:.2f} vs {:.2f} %), for {:.0f} % more log-mel L1 ({:.3f} vs {:.3f})",
+     lambda d: (lambda tc, mel: (tc("grad_ratio=1") / tc("baseline"), tc("grad_ratio=1"), tc("baseline"),
+                                 100 * (mel("grad_ratio=1") / mel("baseline") - 1), mel("grad_ratio=1"),
+                                 mel("baseline")))(
+         lambda s: mean(d["runs"][f"{s} seed={x}"]["evaluate"]["tc_corrected_pct"] for x in (42, 43)),
+         lambda s: mean(d["runs"][f"{s} seed={x}"]["evaluate"]["log_mel_l1"] for x in (42, 43)))),
+    ("docs/EVIDENCE.md", "sweep_recommended.json",
+     "The lowest TCs ({:.2f}x and {:.2f}x of the baseline's, seed 43)",
+     lambda d: tuple(d["runs"][f"{s} seed=43"]["evaluate"]["tc_corrected_pct"]
+                     / mean(d["runs"][f"baseline seed={x}"]["evaluate"]["tc_corrected_pct"] for x in (42, 43))
+                     for s in ("grad_ratio=3", "inde=100 disjoint"))),
+    ("docs/EVIDENCE.md", "sweep_recommended.json", "whose MMD gradient ended {:.0f}x the reconstruction's",
+     lambda d: (d["runs"]["inde=100 disjoint seed=43"]["training"]["inde_grad_ratio"],)),
+    ("docs/EVIDENCE.md", "sweep_recommended.json",
+     "of about {:.0f} bits of marginal entropy per step. One estimate's std over predictor seeds is up to {:.2f}, "
+     "and the baseline's own two codecs read {:.3f} and {:.3f}.",
+     lambda d: (mean(sum(d["runs"][f"baseline seed={x}"]["evaluate"]["entropy_bits"]) for x in (42, 43)),
+                max(r["evaluate"]["gap"]["spread_bits"] for r in d["runs"].values()),
+                *(d["runs"][f"baseline seed={x}"]["evaluate"]["gap"]["total_bits"] for x in (42, 43)))),
+    # the factorization gap against converged LMs
+    ("docs/EVIDENCE.md", "gap_vs_lm.json", "(2 codebooks of {} codes, {} frames, {} updates of 64 sequences)",
+     lambda d: (d["card"], d["frames"], d["steps"])),
+    *[("docs/EVIDENCE.md", "gap_vs_lm.json",
+       f"| {label} | {{:.3f}} / {{:.3f}} | {{:.3f}} / {{:.3f}} ({{:.3f}}) | {{:.3f}} / {{:.3f}} ({exact}) | "
+       f"{{:.3f}} / {{:.3f}} ({exact}) |",
+       lambda d, c=case: (lambda cs, runs: (
+           *(r["delay_ce"] for r in runs), *(r["unroll_ce"] for r in runs), cs["entropy_rate_bits"],
+           *(r["lm_difference"] for r in runs), cs["exact_bits"] * (d["frames"] - 1) / d["frames"],
+           *(r["gap"] for r in runs), cs["exact_bits"]))(d["cases"][c], d["cases"][c]["runs"]))
+      for label, case, exact in [
+          ("z0[t] copies z1[t-1]: one delay step holds both", "delay loses it", "{:.3f}"),
+          ("z1[t] copies z0[t]: the delay pattern sees z0[t] first", "delay keeps it", "{:g}")]],
+    ("docs/EVIDENCE.md", "gap_vs_lm.json",
+     "(the LMs' difference is over {} frames, {} of which hold the link: exact {}/{} x {:.3f}.) Where the LMs "
+     "converge, the gap and the LMs' difference differ by at most {:.3f} bits",
+     lambda d: (d["frames"], d["frames"] - 1, d["frames"] - 1, d["frames"], d["cases"]["delay loses it"]["exact_bits"],
+                max(abs(r["gap"] - r["lm_difference"]) for c in d["cases"].values() for r in c["runs"]))),
+    # the fine-tune study (its tables and the shipped line: tests/test_finetune.py)
+    ("docs/EVIDENCE.md", "finetune_study.json",
+     "without the loss for {} updates, once per seed (42, 43): the source codecs. Each source is then continued "
+     "(`continue_from=//sig/SOURCE_SIG`, fresh optimizer) for {} updates at each setting, and without the loss (the "
+     "control), with a checkpoint every {} updates; every checkpoint is measured on the {:.1f} minutes of held-out "
+     "music.",
+     lambda d: (d["source_budget"]["epochs"] * d["source_budget"]["updates"],
+                d["finetune_budget"]["epochs"] * d["finetune_budget"]["updates"], d["finetune_budget"]["updates"],
+                d["sources"]["seed=42"]["trajectory"][-1]["audio_seconds"] / 60)),
+    ("docs/EVIDENCE.md", "finetune_study.json",
+     "held-out log-mel L1 fell {} at {} updates (still {:.0f} % / {:.0f} % from {} to {}). The plateau rule fixed "
+     "beforehand (the first epoch from which the valid mel loss improves by less than {:.0f} % over the next {} "
+     "epochs of {} updates)",
+     lambda d: (lambda t42, t43: (
+         " -> ".join(f"{a['log_mel_l1']:.3f} / {b['log_mel_l1']:.3f}" for a, b in zip(t42, t43)),
+         " / ".join(str(p["updates"]) for p in t42),
+         100 * (1 - t42[-1]["log_mel_l1"] / t42[-2]["log_mel_l1"]),
+         100 * (1 - t43[-1]["log_mel_l1"] / t43[-2]["log_mel_l1"]), t42[-2]["updates"], t42[-1]["updates"],
+         100 * d["plateau_rule"]["rel"], d["plateau_rule"]["window"], d["source_budget"]["updates"]))(
+         d["sources"]["seed=42"]["trajectory"], d["sources"]["seed=43"]["trajectory"])),
+    ("docs/EVIDENCE.md", "finetune_study.json",
+     "`train_seconds` in the JSON: {:.0f} min to train the two sources, {:.0f} min for the 12 fine-tunes, one thread "
+     "on a 2-core AMD EPYC VM",
+     lambda d: (sum(s["train_seconds"] for s in d["sources"].values()) / 60,
+                sum(f["train_seconds"] for f in d["finetunes"].values()) / 60)),
+    ("docs/EVIDENCE.md", "finetune_study.json",
+     "the criteria: TC <= {:g}x, log-mel L1 <= {:g}x, every codebook's entropy >= {:g}x, on both seeds",
+     lambda d: (d["criteria"]["tc_ratio_max"], d["criteria"]["log_mel_ratio_max"],
+                d["criteria"]["entropy_ratio_min"])),
+    ("docs/EVIDENCE.md", "finetune_study.json",
+     "(MMD / reconstruction at the end of training, seeds 42 / 43: weight 10 {:.3f} / {:.3f}, weight 100 {:.2f} / "
+     "{:.2f}, ratio 0.1 {:.2f} / {:.2f}, weight 1000 {:.2f} / {:.2f}, ratio 1 {:.2f} / {:.2f}); the seeds' TC ratios "
+     "agree within {:.2f} at {} updates ({:.2f} at most on the way)",
+     lambda d: (lambda t: (
+         *(d["finetunes"][f"{s} seed={x}"]["trajectory"][-1]["train_inde_grad_ratio"]
+           for s in ("inde=10", "inde=100", "grad_ratio=0.1", "inde=1000", "grad_ratio=1") for x in (42, 43)),
+         max(abs(t[s]["250"]["seeds"]["42"]["tc_ratio"] - t[s]["250"]["seeds"]["43"]["tc_ratio"]) for s in t),
+         max(int(u) for u in t["control"]),
+         max(abs(c["seeds"]["42"]["tc_ratio"] - c["seeds"]["43"]["tc_ratio"]) for s in t for c in t[s].values())))(
+         d["summary"]["table"])),
+    ("docs/EVIDENCE.md", "finetune_study.json",
+     "ratio 1 at {} updates came closest ({:.3f} / {:.3f}x, the second just above 0.5). The frontier (worst seed, "
+     "every codebook >= 0.9x): ratio 1 (TC {:.2f}x, log-mel L1 {:.3f}x), weight 1000 ({:.2f}x, {:.3f}x), ratio 0.1 "
+     "({:.2f}x, {:.3f}x), weight 100 ({:.2f}x, {:.3f}x), weight 10 ({:.2f}x, {:.3f}x), all at {} updates.",
+     lambda d: (lambda front: (
+         d["summary"]["shipped"]["updates"],
+         *(d["summary"]["table"]["grad_ratio=1"]["250"]["seeds"][x]["tc_ratio"] for x in ("42", "43")),
+         *(v for s in ("grad_ratio=1", "inde=1000", "grad_ratio=0.1", "inde=100", "inde=10")
+           for v in (front[s]["tc_ratio"]["max"], front[s]["log_mel_ratio"]["max"])),
+         *{f["updates"] for f in d["summary"]["frontier"]}))({f["setting"]: f for f in d["summary"]["frontier"]})),
+    ("docs/EVIDENCE.md", "finetune_study.json",
+     "Reconstruction was worst early: ratio 1 read {:+.1f} % and {:+.1f} % log-mel L1 after 50 and 100 updates on "
+     "seed 43, weight 1000 {:+.1f} % after 150; both ended within {:+.1f} %. No codebook collapsed (smallest ratio "
+     "{:.2f}x, early, with ratio 1).",
+     lambda d: (lambda t: (
+         *(100 * (t["grad_ratio=1"][u]["seeds"]["43"]["log_mel_ratio"] - 1) for u in ("50", "100")),
+         100 * (t["inde=1000"]["150"]["seeds"]["43"]["log_mel_ratio"] - 1),
+         100 * (max(t[s]["250"]["seeds"][x]["log_mel_ratio"] for s in ("grad_ratio=1", "inde=1000")
+                    for x in ("42", "43")) - 1),
+         min(c["seeds"][x]["entropy_ratio_min"] for s in t for c in t[s].values() for x in ("42", "43"))))(
+         d["summary"]["table"])),
+    ("docs/EVIDENCE.md", "finetune_study.json",
+     "joint agreement with the source after 250 updates is {:.2f} / {:.2f} for the control, from {:.2f} / {:.2f} "
+     "(weight 10) down to {:.2f} / {:.2f} (ratio 1) with the loss; per codebook the first keeps most (control "
+     "{:.2f} / {:.2f}, ratio 1 {:.2f} / {:.2f})",
+     lambda d: (lambda t: (
+         *(t[s]["250"]["seeds"][x]["joint_agreement"] for s in ("control", "inde=10", "grad_ratio=1")
+           for x in ("42", "43")),
+         *(t[s]["250"]["seeds"][x]["agreement"][0] for s in ("control", "grad_ratio=1") for x in ("42", "43"))))(
+         d["summary"]["table"])),
+    # --- docs/TRAINING.md ---
+    # the guard: inde_grad_ratio at the end of the sweep's runs, seeds 42 / 43
+    ("docs/TRAINING.md", "sweep_recommended.json", "`inde.grad_ratio=1` reads {:.2f} / {:.2f}, `losses.inde=10` "
+     "{:.3f} / {:.3f}, and the paper's weight 1000, above 10 in its first steps, has settled to {:.2f} / {:.2f}",
+     lambda d: tuple(d["runs"][f"{c} seed={s}"]["training"]["inde_grad_ratio"]
+                     for c in ("grad_ratio=1", "inde=10", "paper") for s in (42, 43))),
+    # --- docs/PERFORMANCE.md ---
+    # the paper's codec at its real size
+    ("docs/PERFORMANCE.md", "paper_scale_cpu.json",
+     "batches of {} x 1 s and {} thread, every case's process at {:.3f} of a core or more. One run, {}, on a 2-core "
+     "AMD EPYC VM ({} min {} s):",
+     lambda d: (d["batch"], d["threads"], min(d["summary"]["cpu_share"].values()), d["date"], int(d["wall_s"] // 60),
+                round(d["wall_s"] % 60))),
+    *[("docs/PERFORMANCE.md", "paper_scale_cpu.json",
+       f"| {label} | {{0:.2f}} | {ratio} | {{2:,.0f}} MB | {mem} |",
+       lambda d, c=case: (d["cases"][c]["step_s"], d["summary"]["step_vs_stock"][c], d["cases"][c]["peak_memory_mb"],
+                          d["summary"]["peak_memory_vs_stock"][c]))
+      for label, case, ratio, mem in [
+          ("stock (`losses.inde=0`)", "stock", "1", "1"),
+          ("MMD on the live batch", "live", "{1:.3f}", "{3:.2f}"),
+          ("macro-batch 32, all pairs, amortised over the 32 steps (all 31 storing steps timed)", "macro",
+           "**{1:.2f}**", "**{3:.2f}**"),
+          ("macro-batch 32, `inde.block_rows=2048` (2 blocks), amortised", "macro_blocks", "{1:.2f}", "{3:.2f}")]],
+    ("docs/PERFORMANCE.md", "paper_scale_cpu.json",
+     "The MMD step of the all-pairs cycle took {:.1f} s for {:,} rows x {} dims ({} items x {:.0f} frames): "
+     "re-encoding the 32 stored batches (forward, no activations kept) {:.1f} s, the MMD forward {:.1f} s, the "
+     "backward through the 32 recomputed encoders {:.1f} s, the rest of the step (the live batch's own step) {:.1f} s. "
+     "The loss alone on those rows, forward and backward: {:.2f} s with all pairs, {:.2f} s with blocks of {:,} rows.",
+     lambda d: (lambda m: (m["mmd_step_s"], m["mmd_rows"], m["mmd_dim"], m["stored_items"], m["frames_kept_per_item"],
+                           *m["mmd_step_parts_s"].values(), m["estimator_alone_s"]["all_pairs"],
+                           m["estimator_alone_s"][f"block_rows_{d['block_rows']}"], d["block_rows"]))(
+         d["cases"]["macro"])),
+    ("docs/PERFORMANCE.md", "paper_scale_cpu.json", "the storing steps cost what the stock step does (median {:.2f} s)",
+     lambda d: (d["cases"]["macro"]["storing_step_s_median"],)),
+    ("docs/PERFORMANCE.md", "paper_scale_cpu_reduced.json",
+     "A reduced run (batch {}, {} of the 31 storing steps timed; `benchmarks/results/paper_scale_cpu_reduced.json`) "
+     "read {:.2f}x and {:.2f}x.",
+     lambda d: (d["batch"], d["cases"]["macro"]["storing_steps_timed"], d["summary"]["step_vs_stock"]["macro"],
+                d["summary"]["peak_memory_vs_stock"]["macro"])),
+    # the 8-GPU projection, as bench_paper_scale computed it (rows: its own labels and bases)
+    *[("docs/PERFORMANCE.md", "paper_scale_cpu.json", f"| {label} | {{{fmt}}} {{}} | {{}} |",
+       lambda d, i=i: (d["projection"][i]["value"], d["projection"][i]["unit"] if i else "",
+                       d["projection"][i]["basis"]))
+      for i, (label, fmt) in enumerate([
+          ("rows per MMD step", ":,"), ("rows tensor", ":.1f"), ("stored batches", ":.1f"),
+          ("re-encoding: one batch's encoder activations (recomputed in backward, one batch at a time)", ":.0f"),
+          ("re-encoding: graph kept over the 32 passes (quantizer, captured vectors)", ":.0f"),
+          ("tiled kernel (tile 8192), forward + backward", ":.0f"), ("total extra for the MMD step", ":,.0f")])],
+    ("docs/PERFORMANCE.md", "paper_scale_cpu.json",
+     "these {:.1f} GiB come on top of the stock step's peak, and `inde.tile` trades the kernel's {:.0f} MiB of blocks "
+     "({:.0f} B x 8,192^2) against speed",
+     lambda d: (d["projection"][-1]["value"] / 1024, d["kernel_memory"]["bytes_per_tile2"] * 8192 ** 2 / 2 ** 20,
+                d["kernel_memory"]["bytes_per_tile2"])),
+    # MusicGen-small on the paper codec
+    ("docs/PERFORMANCE.md", "musicgen_small_cpu.json",
+     "(`musicgen/musicgen_base_32khz` with `grids/_profile.py`'s overrides: {:.1f} M parameters, {} layers of {})",
+     lambda d: (d["lm"]["params_millions"], d["lm"]["layers"], d["lm"]["dim"])),
+    ("docs/PERFORMANCE.md", "musicgen_small_cpu.json",
+     "It builds, takes its cardinality ({}), number of codebooks ({}) and delays ({}) from the codec, logs a finite "
+     "train and valid cross-entropy ({:.2f} / {:.2f} nats",
+     lambda d: (d["lm"]["card"], d["lm"]["num_codebooks"], d["lm"]["delays"], d["history"][-1]["train"]["ce"],
+                d["history"][-1]["valid"]["ce"])),
+    ("docs/PERFORMANCE.md", "musicgen_small_cpu.json",
+     "| first update (AdamW allocates its state) | {:.1f} s | | second update | {:.1f} s | | the LM process (import, "
+     "build, {} updates, valid) | {:.0f} s | | its peak RSS | {:,.0f} MB | | the codec process (build, save, "
+     "preflight) | {:.0f} s, {:,.0f} MB |",
+     lambda d: (*d["step_seconds"][:2], len(d["step_seconds"]), d["lm_process_seconds"], d["lm_process_peak_rss_mb"],
+                d["codec_process_seconds"], d["codec_process_peak_rss_mb"])),
+    ("docs/PERFORMANCE.md", "musicgen_small_cpu.json",
+     "One run, {}, on a 2-core AMD EPYC VM (1-minute load {:.1f} at its end; "
+     "`benchmarks/results/musicgen_small_cpu.json`)",
+     lambda d: (d["date"], d["load_avg_1min_at_end"])),
+    # --- docs/LOSS.md ---
+    # --- docs/MULTI_GPU.md ---
+    # --- docs/MEASURING.md ---
+    # --- docs/GRIDS.md, docs/CLUSTER.md, docs/DATA.md ---
+    # --- examples/cluster_walkthrough.md ---
+    # --- examples/finetune_existing_codec.md ---
+    # (the headline line and the sources' table: tests/test_finetune.py::test_the_docs_show_the_studys_numbers)
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "corrected pairwise TC at most {}x the source codec's, log-mel L1 at most {:.0f} % worse, every "
+     "codebook's entropy at least {}x the source's, on both seeds",
+     lambda d: (d["criteria"]["tc_ratio_max"], 100 * (d["criteria"]["log_mel_ratio_max"] - 1),
+                d["criteria"]["entropy_ratio_min"])),
+    # "no setting met them": the study's list of points meeting every criterion is empty
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "No setting met them within the study's {} updates.",
+     lambda d: [d["finetune_budget"]["epochs"] * d["finetune_budget"]["updates"]][:not d["summary"]["meeting"]]),
+    # the shipped setting missed the TC bar on both seeds; the closer seed, unrounded
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "(seed {}'s {:.3f}x is {:.4f}x)",
+     lambda d: [(s, c["tc_ratio"], c["tc_ratio"])
+                for shipped in [d["summary"]["shipped"]]
+                for cell in [d["summary"]["table"][shipped["setting"]][str(shipped["updates"])]["seeds"]]
+                for s, c in [min(cell.items(), key=lambda sc: sc[1]["tc_ratio"])]
+                if c["tc_ratio"] > d["criteria"]["tc_ratio_max"]][0]),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "batches of {} x 1 s) without the loss for {} updates, once per seed ({}, {})",
+     lambda d: (d["batch_size"], d["source_budget"]["epochs"] * d["source_budget"]["updates"],
+                *d["summary"]["seeds"])),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "for {} updates at each setting",
+     lambda d: (d["finetune_budget"]["epochs"] * d["finetune_budget"]["updates"],)),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "Every {} updates it measures, on {}:", lambda d: (d["finetune_budget"]["updates"], d["data"])),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "After {} updates, each seed ({} / {}) against its own source",
+     lambda d: (d["finetune_budget"]["epochs"] * d["finetune_budget"]["updates"], *d["summary"]["seeds"])),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "averaged over the last {} updates", lambda d: (d["finetune_budget"]["updates"],)),
+    # the table at the end of the fine-tunes, per seed
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "| no loss (control) | - | {:.2f} / {:.2f} | {:+.1f} / {:+.1f} % | - | {:.2f} / {:.2f} | "
+     "{:.2f} / {:.2f} |",
+     lambda d: [col(d["summary"]["table"]["control"][str(d["finetunes"][f"control seed={s}"]["trajectory"][-1]
+                                                          ["updates"])]["seeds"][s])
+                for col in (lambda c: c["tc_ratio"], lambda c: 100 * (c["log_mel_ratio"] - 1),
+                            lambda c: c["entropy_ratio_min"], lambda c: c["joint_agreement"])
+                for s in d["summary"]["seeds"]]),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "".join(f"| `{label}` | {{:.3f}} / {{:.3f}} | {{:.2f}} / {{:.2f}} | {{:+.1f}} / {{:+.1f}} % | "
+             "{:+.1f} / {:+.1f} % | {:.2f} / {:.2f} | {:.2f} / {:.2f} | "
+             for label in ("losses.inde=10", "losses.inde=100", "losses.inde=1000 inde.grad_ratio=0.1",
+                           "losses.inde=1000", "losses.inde=1000 inde.grad_ratio=1")),
+     lambda d: [col(d["summary"]["table"][k][str(run[-1]["updates"])]["seeds"][s], run[-1])
+                for k in ("inde=10", "inde=100", "grad_ratio=0.1", "inde=1000", "grad_ratio=1")
+                for col in (lambda c, r: r["train_inde_grad_ratio"], lambda c, r: c["tc_ratio"],
+                            lambda c, r: 100 * (c["log_mel_ratio"] - 1),
+                            lambda c, r: 100 * (c["vs_control"]["log_mel_ratio"] - 1),
+                            lambda c, r: c["entropy_ratio_min"], lambda c, r: c["joint_agreement"])
+                for s in d["summary"]["seeds"] for run in [d["finetunes"][f"{k} seed={s}"]["trajectory"]]]),
+    # TC in the order of the gradient ratio on each seed, and lower at the end than 50 updates before in every run
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "in the order of its gradient ratio, and was still falling at {} updates.",
+     lambda d: [n for n in [d["finetune_budget"]["epochs"] * d["finetune_budget"]["updates"]]
+                if all(r["trajectory"][-1]["tc_corrected_pct"] < r["trajectory"][-2]["tc_corrected_pct"]
+                       for r in d["finetunes"].values())
+                and all([r["setting"] for r in sorted(runs, key=lambda r: r["trajectory"][-1]["train_inde_grad_ratio"])]
+                        == [r["setting"] for r in sorted(runs, key=lambda r: -r["trajectory"][-1]["tc_corrected_pct"])]
+                        for seed in d["summary"]["seeds"]
+                        for runs in [[r for r in d["finetunes"].values()
+                                      if str(r["seed"]) == seed and r["setting"] != "control"]])]),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "whose MMD gradient was at most {:.2f} % of the reconstruction's",
+     lambda d: (100 * max(t["train_inde_grad_ratio"] for r in d["finetunes"].values() if r["setting"] == "inde=10"
+                          for t in r["trajectory"][1:]),)),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "Every setting ended within {:+.1f} % of its source's log-mel L1",
+     lambda d: (100 * (max(c["log_mel_ratio"]["max"] for by in d["summary"]["table"].values()
+                           for c in [by[max(by, key=int)]]) - 1),)),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "the strongest went above the {:.0f} % criterion on the way: {:+.1f} % with `{}` (seed {}, after {} "
+     "updates), {:+.1f} % with `{}` (seed {}, after {} updates)",
+     lambda d: (100 * (d["criteria"]["log_mel_ratio_max"] - 1), *[
+         v for k in ("grad_ratio=1", "inde=1000")
+         for m, s, u in [max((c["log_mel_ratio"], s, u) for u, cell in d["summary"]["table"][k].items()
+                             for s, c in cell["seeds"].items())]
+         for v in (100 * (m - 1), " ".join(d["settings"][k]), s, u)])),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "The smallest entropy ratio anywhere in the study was {:.2f}x (`{}`, seed {}, after {} updates)",
+     lambda d: [(m, " ".join(d["settings"][k]), s, u) for m, k, s, u in [min(
+         (c["entropy_ratio_min"], k, s, u) for k, by in d["summary"]["table"].items() for u, cell in by.items()
+         for s, c in cell["seeds"].items())]][0]),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "the first codebook keeps {:.2f} / {:.2f} of its codes with no loss and {:.2f} / {:.2f} with `{}`",
+     lambda d: (*[d["summary"]["table"][k][str(d["summary"]["shipped"]["updates"])]["seeds"][s]["agreement"][0]
+                  for k in ("control", d["summary"]["shipped"]["setting"]) for s in d["summary"]["seeds"]],
+                " ".join(d["summary"]["shipped"]["overrides"]))),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "log-mel L1 fell {:.1f} / {:.1f} % between {} and {} updates",
+     lambda d: (*[100 * (1 - src["trajectory"][-1]["log_mel_l1"] / src["trajectory"][-2]["log_mel_l1"])
+                  for src in d["sources"].values()],
+                *[src["trajectory"][i]["updates"] for src in list(d["sources"].values())[:1] for i in (-2, -1)])),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "the valid mel loss less than {:.0f} % better over the next {} updates) found a plateau only on "
+     "seed {}",
+     lambda d: (100 * d["plateau_rule"]["rel"], d["plateau_rule"]["window"] * d["source_budget"]["updates"],
+                *[reached[:len(reached) == 1] for reached in  # "only": exactly one source reached it
+                  [[name.split("=")[1] for name, src in d["sources"].items() if src["plateau"]["reached"]]]][0])),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",  # "two seeds": 0 updates otherwise
+     "One codec size, one corpus, two seeds, {} updates",
+     lambda d: (d["finetune_budget"]["epochs"] * d["finetune_budget"]["updates"] * (len(d["summary"]["seeds"]) == 2),)),
+    # the 32 kHz budget: the study's updates as MMD steps, one every inde.every=32 updates (tests/test_finetune.py
+    # checks the config against the study)
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "{} x 32 = 8000 updates, 5 epochs of 1600 (an epoch is {} MMD steps, the study's measuring interval)",
+     lambda d: (d["summary"]["shipped"]["updates"], d["finetune_budget"]["updates"])),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "`losses.inde=1000` read {:.2f}-{:.2f} fine-tuning the tiny codec",
+     lambda d: (min(ratios := [t["train_inde_grad_ratio"] for r in d["finetunes"].values()
+                               if r["setting"] == "inde=1000" for t in r["trajectory"][1:]]), max(ratios))),
+    ("examples/finetune_existing_codec.md", "finetune_study.json",
+     "it read {:.2f}-{:.2f} over the study's fine-tunes at ratio 1",
+     lambda d: (min(ratios := [t["train_inde_grad_ratio"] for r in d["finetunes"].values()
+                               if r["setting"] == d["summary"]["shipped"]["setting"] for t in r["trajectory"][1:]]),
+                max(ratios))),
+]
+
+
+@pytest.mark.parametrize("where, source, text, values", QUOTES,
+                         ids=[f"{q[0]}:{q[2][:40]}" for q in QUOTES])
+def test_a_quoted_number_is_its_results_file(where, source, text, values):
+    expected = " ".join(text.format(*values(results(source))).split())
+    assert expected in page(where), f"{where} should print {expected!r} ({source})"
+
+
+@pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
+def test_a_results_file_says_how_and_when_it_was_made(path):
+    data = json.loads(path.read_text())
+    assert isinstance(data.get("command"), str) and data["command"], f"{path.name}: no command"
+    assert isinstance(data.get("date"), str) and data["date"][:2] == "20", f"{path.name}: no date"
+
+
+def test_every_results_file_is_quoted():
+    quoted = {q[1] for q in QUOTES}
+    assert quoted == {p.name for p in RESULTS.glob("*.json")}
