@@ -24,10 +24,9 @@ codebooks and delay-pattern delays are the codec's (audiocraft builds them from 
 they match the codec it loaded; our preflight checks the same before); it logged a finite train and valid
 cross-entropy; the preflight refuses a mismatched cardinality. Exits 1 when a check fails.
 
-Why a benchmark and not a slow test: on the project's 2-core machine the two processes take about a minute and a
-half (a 319M-parameter model built, 2 AdamW updates of 6-13 s each) and the LM process peaks at about 10 GB of
-RSS (weights, gradients, AdamW's moments, EMA and best state), too much next to the rest of the suite on CI's
-shared 24 GB machine for what it adds to the grid tests (results: benchmarks/results/musicgen_small_cpu.json,
+Why a benchmark and not a slow test: the LM process peaks at about 10 GB of RSS (weights, gradients, AdamW's
+moments, EMA and best state), too much next to the rest of the suite on a CI machine for what it adds to the grid
+tests (results, with the command and date that made them: benchmarks/results/musicgen_small_cpu.json, quoted in
 docs/PERFORMANCE.md).
 
     python benchmarks/bench_musicgen_small_cpu.py [--segment 1] [--batch 2] [--updates 2] [--json OUT]
@@ -38,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -221,7 +221,10 @@ def main() -> int:
         lms = [p for p in xps.xps_dir(dora_dir).iterdir() if p.name != codec["codec_sig"]]
         (lm_folder,) = lms
         history = xps.read_history(lm_folder)
+        from mmd_audiocraft.apps.json_output import provenance
+
         result = {
+            **provenance(shlex.join(["python", "benchmarks/bench_musicgen_small_cpu.py", *sys.argv[1:]])),
             "what": "MusicGen-small (grids/_profile.py paper profile) on an untrained paper codec, CPU",
             "cpu_overrides": cpu_overrides(args.segment, args.batch, args.updates),
             "torch_threads": "torch default (num_threads=1 in audiocraft's config)",

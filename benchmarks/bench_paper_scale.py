@@ -38,6 +38,7 @@ import dataclasses
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -384,8 +385,10 @@ def summarise(cases: dict, block_rows: int) -> dict:
 
 def run_all(args, names: list[str]) -> dict:
     """Every case in its own process, then the kernel's memory and the projection; one JSON."""
+    from mmd_audiocraft.apps.json_output import provenance
+
     started = time.perf_counter()
-    result = {"command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+    result = {**provenance(shlex.join(["python", "benchmarks/bench_paper_scale.py", *sys.argv[1:]])),
               "config": "solver=compression/encodec_mmd_musicgen_32khz dset=audio/mmd_music_32khz",
               "device": args.device, "batch": args.batch, "segment_s": 1.0, "macro_batch": args.macro,
               "block_rows": args.block_rows, "threads": args.threads, "cpu_count": os.cpu_count(),

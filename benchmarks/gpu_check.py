@@ -1,4 +1,4 @@
-"""A short check of the loss and the paper's codec on one GPU, sized for a few minutes of lease; prints one JSON.
+"""A short check of the loss and the paper's codec on one GPU, sized to take a few minutes; prints one JSON.
 
 Run it through `benchmarks/gpu_check.sh`, which installs the carried wheels and the import stubs first. Parts:
 - mmd: bench_mmd.py's estimator (`mmd2_unbiased`, all pairs, row-tiled, fp32) forward + backward on two samples

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one command (benchmarks/gpu_check.py): the estimator against the GEMM floor, the paper's codec
 # (stock, live, macro-32) and the autocast equality; prints one JSON, also written to $OUT/gpu_check.json when OUT
-# is set. Sized for a short lease on one H200: a few minutes with the wheel install (not yet timed on a GPU).
+# is set. Sized to take a few minutes on one GPU, wheel install included (not yet timed on a GPU).
 #
 #   bash benchmarks/gpu_check.sh [--wheels DIR] [--force-stubs] [--device cuda|cpu]
 #

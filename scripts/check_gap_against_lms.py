@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -118,9 +119,12 @@ def main() -> int:
                          "lm_difference_expected": expected[case], "entropy_rate_bits": floor[case], "runs": rows,
                          "lm_difference_mean": float(np.mean([r["lm_difference"] for r in rows])),
                          "gap_mean": float(np.mean([r["gap"] for r in rows]))}
+    from mmd_audiocraft.apps.json_output import provenance
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"steps": args.steps, "frames": FRAMES, "card": CARD, "cases": results},
-                                   indent=2))
+    command = shlex.join(["python", "scripts/check_gap_against_lms.py", *sys.argv[1:]])
+    args.out.write_text(json.dumps({**provenance(command), "steps": args.steps, "frames": FRAMES, "card": CARD,
+                                    "cases": results}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

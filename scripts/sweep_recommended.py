@@ -10,14 +10,15 @@ evaluate).
         [--out benchmarks/results/sweep_recommended.json]
 
 The criteria (issue 14): TC <= 0.4x the baseline's, every codebook's entropy >= 0.9x, log-mel L1 no worse,
-and a gap smaller than the baseline's by more than the seed-to-seed spread. Results merge into --out, so seeds
-and settings can be added run by run.
+and a gap smaller than the baseline's by more than the seed-to-seed spread. Results merge into --out's "runs", so
+seeds and settings can be added run by run; its "command" and "date" are the last run's.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def main() -> int:
     if args.table:
         merged = {}
         for path in args.table:
-            merged.update(json.loads(path.read_text()))
+            merged.update(json.loads(path.read_text())["runs"])
         print(table(merged))
         return 0
 
@@ -121,12 +122,15 @@ def main() -> int:
         sigs = {name: dora_main.get_xp(overrides).sig for name, overrides in runs.items()}
     else:
         sigs = train_all(runs, env)
+    from mmd_audiocraft.apps.json_output import provenance
+
+    command = shlex.join(["python", "scripts/sweep_recommended.py", *sys.argv[1:]])
     for name, sig in sigs.items():
         result = measure(name, sig, root / "music_16khz", GAP_FULL, args.splits)
-        results = json.loads(args.out.read_text()) if args.out.exists() else {}
-        results[name] = {**results.get(name, {}), **result}  # a split not measured now keeps its numbers
+        recorded = json.loads(args.out.read_text())["runs"] if args.out.exists() else {}
+        recorded[name] = {**recorded.get(name, {}), **result}  # a split not measured now keeps its numbers
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+        args.out.write_text(json.dumps({**provenance(command), "runs": recorded}, indent=2) + "\n")
     return 0
 
 

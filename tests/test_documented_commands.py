@@ -58,7 +58,6 @@ TABLE = {
         "make demo": DEMO_QUICK,
         "make test": CI,
         f"{CODEC32} dset=<your dset> losses.inde=1000": DRY,
-        f"{CODEC32} dset=<your dset> losses.inde=1000 inde.grad_ratio=1": DRY,
         "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
         "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
         "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
@@ -96,25 +95,21 @@ TABLE = {
         "optim.updates_per_epoch=4": TINY_CODEC,
     },
     "docs/GRIDS.md": {
-        "export AUDIOCRAFT_DORA_DIR=/checkpoint/$USER/mmd": IN_PROCESS,
-        "export MMD_DATA=/data/my_music/manifests": IN_PROCESS,
-        "dora -P mmd_audiocraft grid mmd_codec_decoding": DRY,
-        "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
         "export MMD_FAD_BIN=/checkpoint/$USER/google-research": IN_PROCESS,
         "export TF_PYTHON_EXE=/checkpoint/$USER/tf-env/bin/python": IN_PROCESS,
         "export AUDIOCRAFT_REFERENCE_DIR=/checkpoint/$USER/reference": IN_PROCESS,
         "dora -P mmd_audiocraft grid mmd_musicgen_eval": DRY,
-        "sudo scripts/slurm_cluster.sh start": SLURM,
-        "export SLURM_CONF=/tmp/mmd-slurm/etc/slurm.conf": SLURM,
-        "export MMD_GRID_PROFILE=cpu AUDIOCRAFT_DORA_DIR=/tmp/mmd/dora": SLURM,
-        "dora -P mmd_audiocraft grid mmd_codec_decoding --no_git_save -i 0.1": SLURM,
-        "dora -P mmd_audiocraft grid mmd_musicgen --no_git_save -i 0.1": SLURM,
-        "sudo scripts/slurm_cluster.sh stop": SLURM,
     },
     "docs/MEASURING.md": {
+        # the demo's codecs and held-out split: run on the session's tiny codec and the fixture (SUBSTITUTIONS)
+        "export AUDIOCRAFT_DORA_DIR=~/.cache/mmd-audiocraft/demo/dora": RUN,
+        "mmd-audiocraft measure --model //sig/e3d7dfed --data ~/.cache/mmd-audiocraft/corpus/music_16khz/evaluate "
+        "--json baseline.json": RUN,
+        "mmd-audiocraft compare //sig/e3d7dfed //sig/2f6be717 //sig/3a8afa06": RUN,
         "mmd-audiocraft measure --model //sig/SIG --data /path/to/manifest_dir [--max-frames N] "
         "[--pattern delay|parallel] [--json OUT.json] [--plot OUT.png] [--batch-size 8] [--segment 10] "
-        "[--device cpu] [--mmd-rows 4096] [--trust-checkpoint] [--gap] [--reference MODEL] [--stability]": RUN,
+        "[--device cpu] [--mmd-rows 4096] [--null-shuffles 3] [--seed 0] [--trust-checkpoint] [--gap] "
+        "[--gap-seeds 3] [--reference MODEL] [--stability]": RUN,
         "mmd-audiocraft measure --model //sig/SIG --reference //sig/SOURCE --stability --data /path/to/manifest_dir "
         "--json moved.json": RUN,
         # the same command as the README's, which the compare test reads
@@ -138,10 +133,6 @@ TABLE = {
         "dora -P mmd_audiocraft grid mmd_codec_weights -t 2": DRY,
         "dora -P mmd_audiocraft info -f SIG -m": IN_PROCESS,
         "dora -P mmd_audiocraft grid mmd_musicgen": DRY,
-        "export MMD_FAD_BIN=/checkpoint/$USER/google-research": IN_PROCESS,
-        "export TF_PYTHON_EXE=/checkpoint/$USER/tf-env/bin/python": IN_PROCESS,
-        "export AUDIOCRAFT_REFERENCE_DIR=/checkpoint/$USER/reference": IN_PROCESS,
-        "dora -P mmd_audiocraft grid mmd_musicgen_eval": DRY,
         "dora -P mmd_audiocraft grid mmd_codec_decoding --dry_run --init": IN_PROCESS,
         "dora -P mmd_audiocraft run -f SIG": DRY,
         "dora -P mmd_audiocraft run -d -f SIG": DRY,
@@ -162,6 +153,7 @@ TABLE = {
         "dora -P mmd_audiocraft grid mmd_musicgen --no_git_save --no_monitoring": SLURM,
         "dora -P mmd_audiocraft grid mmd_musicgen --no_git_save -i 0.1": SLURM,
         "dora -P mmd_audiocraft grid mmd_musicgen unroll --no_git_save -C": SLURM,
+        "dora -P mmd_audiocraft grid mmd_musicgen_eval --no_git_save -i 0.1": SLURM,
         "scripts/slurm_cluster.sh status": SLURM,
         "scripts/slurm_cluster.sh stop": SLURM,
     },
@@ -198,7 +190,10 @@ SUBSTITUTIONS = {
     "docs/GRIDS.md": [MY_DATA, (r"/checkpoint/\$USER/mmd", "$WORK/grids/dora"), *METRIC_DOWNLOADS],
     "docs/MEASURING.md": [(r"\s*\\\n\s*", " "), (r"\s*\[[^\]]*\]", ""),
                           (r"/path/to/manifest_dir", "$CORPUS/music_16khz/evaluate"),
-                          (r"//sig/SIG\b", "//sig/$TINY_SIG"), (r"//sig/SOURCE\b", "//sig/$TINY_SIG")],
+                          (r"//sig/SIG\b", "//sig/$TINY_SIG"), (r"//sig/SOURCE\b", "//sig/$TINY_SIG"),
+                          (r"~/\.cache/mmd-audiocraft/demo/dora", "$AUDIOCRAFT_DORA_DIR"),  # the demo's, as the
+                          (r"~/\.cache/mmd-audiocraft/corpus", "$CORPUS"),  # session's codec and the fixture
+                          (r"//sig/[0-9a-f]{8}\b", "//sig/$TINY_SIG")],
     "docs/MULTI_GPU.md": [],
     "docs/DATA.md": [(r"/data/my_music", "$WORK/my_music")],
     "docs/CLUSTER.md": [(r"/home/me", "$WORK/me")],
@@ -313,7 +308,7 @@ def test_measure_commands_on_the_documented_tiny_codec(doc, tmp_path, tiny_corpu
 
 @pytest.mark.slow
 def test_finetune_example_cpu_check(tmp_path, tiny_corpus):
-    """The example's 1-minute block, as written: its corpus command finds the corpus ready (no network in
+    """The example's quick CPU check, as written: its corpus command finds the corpus ready (no network in
     tests: the fixture, marked as the quick corpus; tests/test_corpus.py builds one from local packages)."""
     from mmd_audiocraft.apps.demo import corpus
 
@@ -378,8 +373,8 @@ def test_make_test_says_what_the_slurm_test_installs_and_its_advice_leaves_it_ou
     def dry(*args: str) -> str:
         # CI runs the suite inside its own make: its MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
         env = {k: v for k, v in os.environ.items() if k not in ("CI", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-        return subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=True).stdout
 
     default = dry("test")
     notice = default.index("apt-get installs Slurm, munge and MariaDB")

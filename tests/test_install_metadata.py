@@ -91,6 +91,29 @@ def test_the_lock_file_satisfies_its_extra(extra):
     assert stack_mismatch({name: pins[name] for name in STACK}) is None
 
 
+def test_the_documented_stacks_are_the_lock_files():
+    """docs/INSTALL.md's table of stacks prints each package's version exactly as its lock file pins it, and the
+    audiocraft version and free-space check its text names are the setup script's."""
+    text = (ROOT / "docs" / "INSTALL.md").read_text()
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in text.split("## Supported stacks", 1)[1].split("\n## ", 1)[0].splitlines()
+            if line.startswith("|")]
+    header, body = rows[0], rows[2:]
+    assert header[0] == "stack" and header[-1] == "lock file"
+    assert sorted(row[0].split("`")[1] for row in body) == sorted(set(LOCKS.values()))
+    for row in body:
+        stack = row[0].split("`")[1]
+        pins = lock(stack)
+        assert row[-1] == f"`requirements/{stack}.lock.txt`"
+        assert {name: version for name, version in zip(header[1:-1], row[1:-1])} == \
+            {name: pins[canonicalize_name(name)] for name in header[1:-1]}, f"docs/INSTALL.md, stack {stack}"
+    setup = (ROOT / "scripts" / "setup_env.sh").read_text()
+    version = setup.split("AUDIOCRAFT_VERSION=", 1)[1].split()[0]
+    need_gb = setup.split("MMD_AUDIOCRAFT_NEED_GB:-", 1)[1].split("}")[0]
+    assert f"audiocraft {version} from its PyPI source distribution" in " ".join(text.split())
+    assert f"checks that {need_gb} GB are free first" in " ".join(text.split())
+
+
 # -- the runtime check, on version strings ------------------------------------------------------------------------
 @pytest.mark.parametrize("versions", [
     {"torch": "2.1.0+cu121", "torchaudio": "2.1.0+cu121", "numpy": "1.26.4"},

@@ -257,7 +257,7 @@ def test_demo_budget_halves_the_batch_and_the_sweep_budget_adds_no_override(comp
     recorded = json.loads((ROOT / "benchmarks" / "results" / "sweep_recommended.json").read_text())
     for seed in (42, 43):  # the recommended setting's sweep XPs, as recorded
         xp = compose(*common_args(SWEEP, seed), *RECOMMENDED_OVERRIDES)
-        assert xp.sig == recorded[f"grad_ratio=1 seed={seed}"]["xp"]
+        assert xp.sig == recorded["runs"][f"grad_ratio=1 seed={seed}"]["xp"]
 
 
 def test_a_missing_corpus_is_named_with_how_to_build_it(compose, monkeypatch, tmp_path):
