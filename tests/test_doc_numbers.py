@@ -312,6 +312,63 @@ QUOTES = [
     # --- docs/LOSS.md ---
     # --- docs/MULTI_GPU.md ---
     # --- docs/MEASURING.md ---
+    # the demo's SIGs, in the prose and the commands
+    ("docs/MEASURING.md", "demo.json", "`baseline: XP {}`, `paper: XP {}`, `recommended: XP {}`",
+     lambda d: tuple(d["codecs"][c]["xp"] for c in ("baseline", "paper", "recommended"))),
+    ("docs/MEASURING.md", "demo.json", "mmd-audiocraft measure --model //sig/{} --data",
+     lambda d: (d["codecs"]["baseline"]["xp"],)),
+    ("docs/MEASURING.md", "demo.json", "mmd-audiocraft compare //sig/{} //sig/{} //sig/{}",
+     lambda d: tuple(d["codecs"][c]["xp"] for c in ("baseline", "paper", "recommended"))),
+    # the printed excerpt, block by block: `measure`'s table of the demo's own measurement of its baseline codec
+    *[("docs/MEASURING.md", "demo.json", "{}",
+       lambda d, head=head: (next(b for b in __import__("mmd_audiocraft.apps.measure_table", fromlist=["_"])
+                                  .format_table(d["codecs"]["baseline"]["report"]).split("\n\n")
+                                  if b.startswith(head)),))
+      for head in ("model ", "Codebook usage", "Paper protocol", "MMD^2", "WARNING")],
+    *[("docs/MEASURING.md", "demo.json", f'"{key}": {{}}',
+       lambda d, key=key: (json.dumps(d["codecs"]["baseline"]["report"]["protocol"][key]),))
+      for key in ("pairs", "raw_bits", "null_bits", "corrected_bits", "raw_pct_joint", "null_pct_joint",
+                  "corrected_pct_joint", "raw_pct_marginal_sum", "null_pct_marginal_sum",
+                  "corrected_pct_marginal_sum")],
+    # `compare`'s printed table of the same XPs, block by block
+    *[("docs/MEASURING.md", "measure_demo_compare.json", "{}",
+       lambda d, i=i: (__import__("mmd_audiocraft.apps.compare", fromlist=["_"]).format_compare_table(d)
+                       .split("\n\n")[i],))
+      for i in range(4)],
+    # reference readings
+    *[("docs/MEASURING.md", "demo.json", f"| {label} | demo, one run | {{:.2f}} | {{:.2f}} | {{:.3f}} ± {{:.3f}} |",
+       lambda d, c=c: (d["codecs"][c]["report"]["protocol"]["corrected_pct_joint"],
+                       d["codecs"][c]["report"]["usage"][0]["entropy_bits"],
+                       d["codecs"][c]["gap"]["total_bits"], d["codecs"][c]["gap"]["spread_bits"]))
+      for c, label in (("baseline", "baseline (`losses.inde=0`)"), ("paper", "paper (`losses.inde=1000`)"),
+                       ("recommended", "recommended (`inde.grad_ratio=1`)"))],
+    *[("docs/MEASURING.md", "sweep_recommended.json", "| | sweep, seeds 42 / 43 | {:.2f} / {:.2f} | "
+       "{:.2f} / {:.2f} | {:.3f} ± {:.3f} / {:.3f} ± {:.3f} |",
+       lambda d, c=c: (*(d["runs"][f"{c} seed={s}"]["evaluate"]["tc_corrected_pct"] for s in (42, 43)),
+                       *(d["runs"][f"{c} seed={s}"]["evaluate"]["entropy_bits"][0] for s in (42, 43)),
+                       *(v for s in (42, 43) for v in (d["runs"][f"{c} seed={s}"]["evaluate"]["gap"]["total_bits"],
+                                                       d["runs"][f"{c} seed={s}"]["evaluate"]["gap"]["spread_bits"]))))
+      for c in ("baseline", "paper", "grad_ratio=1")],
+    ("docs/MEASURING.md", "sweep_recommended.json", "| `inde.grad_ratio=3` | sweep, seed 43 (codebook 0 collapsed) | "
+     "{:.2f} | {:.2f} | {:.3f} ({} predictor) |",
+     lambda d: (d["runs"]["grad_ratio=3 seed=43"]["evaluate"]["tc_corrected_pct"],
+                d["runs"]["grad_ratio=3 seed=43"]["evaluate"]["entropy_bits"][0],
+                d["runs"]["grad_ratio=3 seed=43"]["evaluate"]["gap"]["total_bits"],
+                len(d["runs"]["grad_ratio=3 seed=43"]["evaluate"]["gap"]["seeds"]))),
+    # runtime
+    ("docs/MEASURING.md", "measure_runtime.json", "`measure` per hour of 32 kHz audio on a {}-core {} VM ({} torch "
+     "threads), extrapolated from {:.1f} minutes of the demo corpus's 32 kHz held-out music",
+     lambda d: (d["cores"], d["cpu"], d["torch_threads"], d["codecs"]["paper"]["measure"]["audio_seconds"] / 60)),
+    ("docs/MEASURING.md", "measure_runtime.json", "one run on a machine shared with other work, 1-minute load {:.1f} "
+     "at its start; `benchmarks/results/measure_runtime.json`", lambda d: (d["loadavg"][0],)),
+    *[("docs/MEASURING.md", "measure_runtime.json", f"{label}: {{:.1f}} M parameters, {codes}) | {{:.1f}} min | "
+       "{:.1f} min |",
+       lambda d, c=c: (d["codecs"][c]["parameters"] / 1e6,
+                       *(d["codecs"][c][m]["seconds"] / d["codecs"][c][m]["audio_seconds"] * 60
+                         for m in ("measure", "measure_gap"))))
+      for c, label, codes in (("paper", "the paper's (`encodec_mmd_musicgen_32khz`", "4 x 2048 codes"),
+                              ("tiny", "the demo's (`encodec_mmd_tiny`",
+                               "4 x 128 codes, 16 kHz: the audio is resampled"))],
     # --- docs/GRIDS.md, docs/CLUSTER.md, docs/DATA.md ---
     # --- examples/cluster_walkthrough.md ---
     # --- examples/finetune_existing_codec.md ---
