@@ -41,13 +41,14 @@ demo: setup
 demo-quick: setup
 	$(PY) -m mmd_audiocraft.apps.demo --quick $(DEMO_ARGS)
 
-bench: setup
+bench: corpus
 	$(PY) benchmarks/bench_mmd.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_solver_step.py
 	$(PY) benchmarks/bench_soak.py
 	$(PY) benchmarks/bench_paper_scale.py
 	$(PY) benchmarks/bench_musicgen_small_cpu.py
+	$(PY) benchmarks/bench_measure.py
 
 # What this checkout holds; the caches shared by checkouts (environments, audiocraft's sdist, the corpus, the
 # demo's XPs) are in $(CACHE): `make distclean` removes them too.

@@ -327,7 +327,7 @@ def sources_summary(results: dict) -> dict:
 
 
 def markdown(results: dict) -> str:
-    """The table the docs show (docs/EVIDENCE.md, examples/finetune_existing_codec.md; tests/test_finetune.py
+    """The table the docs show (examples/finetune_existing_codec.md; tests/test_finetune.py
     checks that they show this text): per setting and fine-tune length, each seed's ratio to its source."""
     summary = results["summary"]
     seeds = summary["seeds"]

@@ -167,76 +167,7 @@ QUOTES = [
      lambda d: (lambda lm: (lm["delay"]["sampling"]["steps"], lm["unroll"]["sampling"]["steps"],
                             lm["delay"]["sampling"]["seconds"], lm["unroll"]["sampling"]["seconds"]))(
          d["codecs"]["baseline"]["lm"])),
-    # the fine-tune study (its tables and the shipped line: tests/test_finetune.py)
-    ("docs/EVIDENCE.md", "finetune_study.json",
-     "without the loss for {} updates, once per seed (42, 43): the source codecs. Each source is then continued "
-     "(`continue_from=//sig/SOURCE_SIG`, fresh optimizer) for {} updates at each setting, and without the loss (the "
-     "control), with a checkpoint every {} updates; every checkpoint is measured on the {:.1f} minutes of held-out "
-     "music.",
-     lambda d: (d["source_budget"]["epochs"] * d["source_budget"]["updates"],
-                d["finetune_budget"]["epochs"] * d["finetune_budget"]["updates"], d["finetune_budget"]["updates"],
-                d["sources"]["seed=42"]["trajectory"][-1]["audio_seconds"] / 60)),
-    ("docs/EVIDENCE.md", "finetune_study.json",
-     "held-out log-mel L1 fell {} at {} updates (still {:.0f} % / {:.0f} % from {} to {}). The plateau rule fixed "
-     "beforehand (the first epoch from which the valid mel loss improves by less than {:.0f} % over the next {} "
-     "epochs of {} updates)",
-     lambda d: (lambda t42, t43: (
-         " -> ".join(f"{a['log_mel_l1']:.3f} / {b['log_mel_l1']:.3f}" for a, b in zip(t42, t43)),
-         " / ".join(str(p["updates"]) for p in t42),
-         100 * (1 - t42[-1]["log_mel_l1"] / t42[-2]["log_mel_l1"]),
-         100 * (1 - t43[-1]["log_mel_l1"] / t43[-2]["log_mel_l1"]), t42[-2]["updates"], t42[-1]["updates"],
-         100 * d["plateau_rule"]["rel"], d["plateau_rule"]["window"], d["source_budget"]["updates"]))(
-         d["sources"]["seed=42"]["trajectory"], d["sources"]["seed=43"]["trajectory"])),
-    ("docs/EVIDENCE.md", "finetune_study.json",
-     "`train_seconds` in the JSON: {:.0f} min to train the two sources, {:.0f} min for the 12 fine-tunes, one thread "
-     "on a 2-core AMD EPYC VM",
-     lambda d: (sum(s["train_seconds"] for s in d["sources"].values()) / 60,
-                sum(f["train_seconds"] for f in d["finetunes"].values()) / 60)),
-    ("docs/EVIDENCE.md", "finetune_study.json",
-     "the criteria: TC <= {:g}x, log-mel L1 <= {:g}x, every codebook's entropy >= {:g}x, on both seeds",
-     lambda d: (d["criteria"]["tc_ratio_max"], d["criteria"]["log_mel_ratio_max"],
-                d["criteria"]["entropy_ratio_min"])),
-    ("docs/EVIDENCE.md", "finetune_study.json",
-     "(MMD / reconstruction at the end of training, seeds 42 / 43: weight 10 {:.3f} / {:.3f}, weight 100 {:.2f} / "
-     "{:.2f}, ratio 0.1 {:.2f} / {:.2f}, weight 1000 {:.2f} / {:.2f}, ratio 1 {:.2f} / {:.2f}); the seeds' TC ratios "
-     "agree within {:.2f} at {} updates ({:.2f} at most on the way)",
-     lambda d: (lambda t: (
-         *(d["finetunes"][f"{s} seed={x}"]["trajectory"][-1]["train_inde_grad_ratio"]
-           for s in ("inde=10", "inde=100", "grad_ratio=0.1", "inde=1000", "grad_ratio=1") for x in (42, 43)),
-         max(abs(t[s]["250"]["seeds"]["42"]["tc_ratio"] - t[s]["250"]["seeds"]["43"]["tc_ratio"]) for s in t),
-         max(int(u) for u in t["control"]),
-         max(abs(c["seeds"]["42"]["tc_ratio"] - c["seeds"]["43"]["tc_ratio"]) for s in t for c in t[s].values())))(
-         d["summary"]["table"])),
-    ("docs/EVIDENCE.md", "finetune_study.json",
-     "ratio 1 at {} updates came closest ({:.3f} / {:.3f}x, the second just above 0.5). The frontier (worst seed, "
-     "every codebook >= 0.9x): ratio 1 (TC {:.2f}x, log-mel L1 {:.3f}x), weight 1000 ({:.2f}x, {:.3f}x), ratio 0.1 "
-     "({:.2f}x, {:.3f}x), weight 100 ({:.2f}x, {:.3f}x), weight 10 ({:.2f}x, {:.3f}x), all at {} updates.",
-     lambda d: (lambda front: (
-         d["summary"]["shipped"]["updates"],
-         *(d["summary"]["table"]["grad_ratio=1"]["250"]["seeds"][x]["tc_ratio"] for x in ("42", "43")),
-         *(v for s in ("grad_ratio=1", "inde=1000", "grad_ratio=0.1", "inde=100", "inde=10")
-           for v in (front[s]["tc_ratio"]["max"], front[s]["log_mel_ratio"]["max"])),
-         *{f["updates"] for f in d["summary"]["frontier"]}))({f["setting"]: f for f in d["summary"]["frontier"]})),
-    ("docs/EVIDENCE.md", "finetune_study.json",
-     "Reconstruction was worst early: ratio 1 read {:+.1f} % and {:+.1f} % log-mel L1 after 50 and 100 updates on "
-     "seed 43, weight 1000 {:+.1f} % after 150; both ended within {:+.1f} %. No codebook collapsed (smallest ratio "
-     "{:.2f}x, early, with ratio 1).",
-     lambda d: (lambda t: (
-         *(100 * (t["grad_ratio=1"][u]["seeds"]["43"]["log_mel_ratio"] - 1) for u in ("50", "100")),
-         100 * (t["inde=1000"]["150"]["seeds"]["43"]["log_mel_ratio"] - 1),
-         100 * (max(t[s]["250"]["seeds"][x]["log_mel_ratio"] for s in ("grad_ratio=1", "inde=1000")
-                    for x in ("42", "43")) - 1),
-         min(c["seeds"][x]["entropy_ratio_min"] for s in t for c in t[s].values() for x in ("42", "43"))))(
-         d["summary"]["table"])),
-    ("docs/EVIDENCE.md", "finetune_study.json",
-     "joint agreement with the source after 250 updates is {:.2f} / {:.2f} for the control, from {:.2f} / {:.2f} "
-     "(weight 10) down to {:.2f} / {:.2f} (ratio 1) with the loss; per codebook the first keeps most (control "
-     "{:.2f} / {:.2f}, ratio 1 {:.2f} / {:.2f})",
-     lambda d: (lambda t: (
-         *(t[s]["250"]["seeds"][x]["joint_agreement"] for s in ("control", "inde=10", "grad_ratio=1")
-           for x in ("42", "43")),
-         *(t[s]["250"]["seeds"][x]["agreement"][0] for s in ("control", "grad_ratio=1") for x in ("42", "43"))))(
-         d["summary"]["table"])),
+    # the fine-tune study: stated on examples/finetune_existing_codec.md only (its rows there); this page links to it
     # --- docs/TRAINING.md ---
     # the guard: inde_grad_ratio at the end of the sweep's runs, seeds 42 / 43
     ("docs/TRAINING.md", "sweep_recommended.json", "`inde.grad_ratio=1` reads {:.2f} / {:.2f}, `losses.inde=10` "
@@ -372,7 +303,7 @@ QUOTES = [
     # --- docs/GRIDS.md, docs/CLUSTER.md, docs/DATA.md ---
     # --- examples/cluster_walkthrough.md ---
     # --- examples/finetune_existing_codec.md ---
-    # (the headline line and the sources' table: tests/test_finetune.py::test_the_docs_show_the_studys_numbers)
+    # (the headline line and both tables: tests/test_finetune.py::test_the_docs_show_the_studys_numbers)
     ("examples/finetune_existing_codec.md", "finetune_study.json",
      "corrected pairwise TC at most {}x the source codec's, log-mel L1 at most {:.0f} % worse, every "
      "codebook's entropy at least {}x the source's, on both seeds",
@@ -400,31 +331,23 @@ QUOTES = [
     ("examples/finetune_existing_codec.md", "finetune_study.json",
      "Every {} updates it measures, on {}:", lambda d: (d["finetune_budget"]["updates"], d["data"])),
     ("examples/finetune_existing_codec.md", "finetune_study.json",
-     "After {} updates, each seed ({} / {}) against its own source",
-     lambda d: (d["finetune_budget"]["epochs"] * d["finetune_budget"]["updates"], *d["summary"]["seeds"])),
+     "Training took {:.0f} min for the two sources and {:.0f} min for the 12 fine-tunes, one thread on a 2-core AMD "
+     "EPYC VM (`train_seconds` in the JSON)",
+     lambda d: (sum(s["train_seconds"] for s in d["sources"].values()) / 60,
+                sum(f["train_seconds"] for f in d["finetunes"].values()) / 60)),
+    # (the table per setting and per measurement: tests/test_finetune.py) the gradient ratio at the end, per seed
     ("examples/finetune_existing_codec.md", "finetune_study.json",
-     "averaged over the last {} updates", lambda d: (d["finetune_budget"]["updates"],)),
-    # the table at the end of the fine-tunes, per seed
-    ("examples/finetune_existing_codec.md", "finetune_study.json",
-     "| no loss (control) | - | {:.2f} / {:.2f} | {:+.1f} / {:+.1f} % | - | {:.2f} / {:.2f} | "
-     "{:.2f} / {:.2f} |",
-     lambda d: [col(d["summary"]["table"]["control"][str(d["finetunes"][f"control seed={s}"]["trajectory"][-1]
-                                                          ["updates"])]["seeds"][s])
-                for col in (lambda c: c["tc_ratio"], lambda c: 100 * (c["log_mel_ratio"] - 1),
-                            lambda c: c["entropy_ratio_min"], lambda c: c["joint_agreement"])
-                for s in d["summary"]["seeds"]]),
-    ("examples/finetune_existing_codec.md", "finetune_study.json",
-     "".join(f"| `{label}` | {{:.3f}} / {{:.3f}} | {{:.2f}} / {{:.2f}} | {{:+.1f}} / {{:+.1f}} % | "
-             "{:+.1f} / {:+.1f} % | {:.2f} / {:.2f} | {:.2f} / {:.2f} | "
-             for label in ("losses.inde=10", "losses.inde=100", "losses.inde=1000 inde.grad_ratio=0.1",
-                           "losses.inde=1000", "losses.inde=1000 inde.grad_ratio=1")),
-     lambda d: [col(d["summary"]["table"][k][str(run[-1]["updates"])]["seeds"][s], run[-1])
-                for k in ("inde=10", "inde=100", "grad_ratio=0.1", "inde=1000", "grad_ratio=1")
-                for col in (lambda c, r: r["train_inde_grad_ratio"], lambda c, r: c["tc_ratio"],
-                            lambda c, r: 100 * (c["log_mel_ratio"] - 1),
-                            lambda c, r: 100 * (c["vs_control"]["log_mel_ratio"] - 1),
-                            lambda c, r: c["entropy_ratio_min"], lambda c, r: c["joint_agreement"])
-                for s in d["summary"]["seeds"] for run in [d["finetunes"][f"{k} seed={s}"]["trajectory"]]]),
+     "averaged over the last {} updates) at the end, seeds 42 / 43: weight 10 {:.3f} / {:.3f}, weight 100 {:.2f} / "
+     "{:.2f}, ratio 0.1 {:.2f} / {:.2f}, weight 1000 {:.2f} / {:.2f}, ratio 1 {:.2f} / {:.2f}; the seeds' TC ratios "
+     "agree within {:.2f} at {} updates ({:.2f} at most on the way)",
+     lambda d: (lambda t: (
+         d["finetune_budget"]["updates"],
+         *(d["finetunes"][f"{s} seed={x}"]["trajectory"][-1]["train_inde_grad_ratio"]
+           for s in ("inde=10", "inde=100", "grad_ratio=0.1", "inde=1000", "grad_ratio=1") for x in (42, 43)),
+         max(abs(t[s]["250"]["seeds"]["42"]["tc_ratio"] - t[s]["250"]["seeds"]["43"]["tc_ratio"]) for s in t),
+         max(int(u) for u in t["control"]),
+         max(abs(c["seeds"]["42"]["tc_ratio"] - c["seeds"]["43"]["tc_ratio"]) for s in t for c in t[s].values())))(
+         d["summary"]["table"])),
     # TC in the order of the gradient ratio on each seed, and lower at the end than 50 updates before in every run
     ("examples/finetune_existing_codec.md", "finetune_study.json",
      "in the order of its gradient ratio, and was still falling at {} updates.",
@@ -482,11 +405,13 @@ QUOTES = [
      "{} x 32 = 8000 updates, 5 epochs of 1600 (an epoch is {} MMD steps, the study's measuring interval)",
      lambda d: (d["summary"]["shipped"]["updates"], d["finetune_budget"]["updates"])),
     ("examples/finetune_existing_codec.md", "finetune_study.json",
-     "`losses.inde=1000` read {:.2f}-{:.2f} fine-tuning the tiny codec",
+     "`losses.inde=1000` read {:.2f}-{:.2f} over the study's fine-tunes, the `train_inde_grad_ratio` of the "
+     "trajectories in `benchmarks/results/finetune_study.json`",
      lambda d: (min(ratios := [t["train_inde_grad_ratio"] for r in d["finetunes"].values()
                                if r["setting"] == "inde=1000" for t in r["trajectory"][1:]]), max(ratios))),
     ("examples/finetune_existing_codec.md", "finetune_study.json",
-     "it read {:.2f}-{:.2f} over the study's fine-tunes at ratio 1",
+     "it read {:.2f}-{:.2f} over the study's fine-tunes at ratio 1, the `train_inde_grad_ratio` of the trajectories "
+     "in `benchmarks/results/finetune_study.json`",
      lambda d: (min(ratios := [t["train_inde_grad_ratio"] for r in d["finetunes"].values()
                                if r["setting"] == d["summary"]["shipped"]["setting"] for t in r["trajectory"][1:]]),
                 max(ratios))),
