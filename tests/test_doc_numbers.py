@@ -30,7 +30,7 @@ QUOTES = [
     # --- README.md ---
     ("README.md", "setup_cold.json", "a cold build took {:.0f} min and {:.1f} GB",
      lambda d: (d["seconds"] / 60, sum(d["bytes"].values()) / 1e9)),
-    ("README.md", "make_test.json", "downloads and converts the corpus ({:.0f} MB in",
+    ("README.md", "make_test.json", "`~/.cache/mmd-audiocraft/corpus/` ({:.0f} MB, as measured in",
      lambda d: (next(b for p, b in d["bytes"].items() if p.endswith("/corpus")) / 1e6,)),
     ("README.md", "demo.json", "checkout: {:.0f} min with the environment and corpus in place (one run on a 2-core "
      "AMD EPYC VM shared with other work, 5-minute load {:.1f} at its end",
