@@ -371,8 +371,10 @@ def test_make_test_says_what_the_slurm_test_installs_and_its_advice_leaves_it_ou
     """As root outside CI, `make test` prints what the SLURM test installs and starts before anything runs, and
     names SLURM=0, which leaves that test out (checked by make's dry run: what each would execute)."""
     def dry(*args: str) -> str:
-        # CI runs the suite inside its own make: its MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
-        env = {k: v for k, v in os.environ.items() if k not in ("CI", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        # CI runs the suite inside its own make (`make test STACK=latest` too): the caller's MAKEFLAGS/MAKELEVEL would
+        # add "Entering directory" lines, and its command-line variables reach us through the environment.
+        caller = ("CI", "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "STACK", "SLURM")
+        env = {k: v for k, v in os.environ.items() if k not in caller}
         return subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True,
                               text=True, check=True).stdout
 
