@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -119,8 +118,7 @@ def main() -> None:
     files = first_minutes(root / "evaluate", args.minutes)
     init_files = read_manifest(root / "train")[1]
     load_before = os.getloadavg()
-    command = "python benchmarks/bench_measure.py " + shlex.join(sys.argv[1:])
-    result = {**provenance(command.strip()), "benchmark": "bench_measure", "torch_threads": torch.get_num_threads(),
+    result = {**provenance(), "benchmark": "bench_measure", "torch_threads": torch.get_num_threads(),
               "torch": torch.__version__, "data": str(root / "evaluate"), "n_files": len(files),
               "load_average_before": [round(x, 2) for x in load_before], "gap_seeds": args.gap_seeds,
               "codecs": {}}

@@ -37,7 +37,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -224,7 +223,7 @@ def main() -> int:
         from mmd_audiocraft.apps.json_output import provenance
 
         result = {
-            **provenance(shlex.join(["python", "benchmarks/bench_musicgen_small_cpu.py", *sys.argv[1:]])),
+            **provenance(),
             "what": "MusicGen-small (grids/_profile.py paper profile) on an untrained paper codec, CPU",
             "cpu_overrides": cpu_overrides(args.segment, args.batch, args.updates),
             "torch_threads": "torch default (num_threads=1 in audiocraft's config)",

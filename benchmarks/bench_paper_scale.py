@@ -38,7 +38,6 @@ import dataclasses
 import json
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -388,7 +387,7 @@ def run_all(args, names: list[str]) -> dict:
     from mmd_audiocraft.apps.json_output import provenance
 
     started = time.perf_counter()
-    result = {**provenance(shlex.join(["python", "benchmarks/bench_paper_scale.py", *sys.argv[1:]])),
+    result = {**provenance(),
               "config": "solver=compression/encodec_mmd_musicgen_32khz dset=audio/mmd_music_32khz",
               "device": args.device, "batch": args.batch, "segment_s": 1.0, "macro_batch": args.macro,
               "block_rows": args.block_rows, "threads": args.threads, "cpu_count": os.cpu_count(),

@@ -17,9 +17,7 @@ LMs' CE is averaged over all 50 frames, of which 49 hold a lost link: their diff
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -119,12 +117,9 @@ def main() -> int:
                          "lm_difference_expected": expected[case], "entropy_rate_bits": floor[case], "runs": rows,
                          "lm_difference_mean": float(np.mean([r["lm_difference"] for r in rows])),
                          "gap_mean": float(np.mean([r["gap"] for r in rows]))}
-    from mmd_audiocraft.apps.json_output import provenance
+    from mmd_audiocraft.apps.json_output import provenance, write_json
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["python", "scripts/check_gap_against_lms.py", *sys.argv[1:]])
-    args.out.write_text(json.dumps({**provenance(command), "steps": args.steps, "frames": FRAMES, "card": CARD,
-                                    "cases": results}, indent=2) + "\n")
+    write_json({**provenance(), "steps": args.steps, "frames": FRAMES, "card": CARD, "cases": results}, args.out)
     print(f"wrote {args.out}")
     return 0
 

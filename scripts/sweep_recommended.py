@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -122,15 +121,13 @@ def main() -> int:
         sigs = {name: dora_main.get_xp(overrides).sig for name, overrides in runs.items()}
     else:
         sigs = train_all(runs, env)
-    from mmd_audiocraft.apps.json_output import provenance
+    from mmd_audiocraft.apps.json_output import provenance, write_json
 
-    command = shlex.join(["python", "scripts/sweep_recommended.py", *sys.argv[1:]])
     for name, sig in sigs.items():
         result = measure(name, sig, root / "music_16khz", GAP_FULL, args.splits)
         recorded = json.loads(args.out.read_text())["runs"] if args.out.exists() else {}
         recorded[name] = {**recorded.get(name, {}), **result}  # a split not measured now keeps its numbers
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**provenance(command), "runs": recorded}, indent=2) + "\n")
+        write_json({**provenance(), "runs": recorded}, args.out)
     return 0
 
 

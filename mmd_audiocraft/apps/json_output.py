@@ -24,7 +24,8 @@ def write_json(obj, path: str | Path) -> Path:
 
 
 def provenance(command: str | None = None) -> dict:
-    """What a committed results file says of where it came from: the command (default: this process's argv), the
+    """What a committed results file says of where it came from: the command (default: this script as it was run
+    from the checkout, `python PATH ARGS`), the
     UTC date, the CPU's name, its core count and the load average when it was written (other work on the machine
     slows timings). The docs quote numbers next to the file that holds them."""
     cpu = platform.processor() or platform.machine()
@@ -35,7 +36,7 @@ def provenance(command: str | None = None) -> dict:
                 break
     except OSError:
         pass
-    return {"command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    return {"command": command or shlex.join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
             "cpu": cpu, "cores": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
